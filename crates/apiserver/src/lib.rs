@@ -1,1 +1,21 @@
-//! The Kubernetes-compatible API server.
+//! The Kubernetes-compatible API server: HTTPS on loopback with bearer-token authentication,
+//! discovery and OpenAPI, the REST semantics of every served resource, watch streams, and
+//! server-side Table printing, over the durable store.
+//!
+//! Layout: [`target`] and [`query`] parse requests, [`negotiate`] picks representations,
+//! [`rest`] holds the API semantics (synchronous, store-backed), [`http`] and [`watch`] are
+//! the HTTP edge, [`housekeeping`] runs the namespace lifecycle and Event expiry, and
+//! [`server`] binds, serves TLS and writes the kubeconfig.
+
+pub mod fields;
+pub mod housekeeping;
+pub mod http;
+pub mod logs;
+pub mod negotiate;
+pub mod query;
+pub mod rest;
+pub mod server;
+pub mod target;
+pub mod watch;
+
+pub use server::{Config, Running, ServeError, start};

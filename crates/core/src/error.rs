@@ -73,7 +73,11 @@ impl ApiError {
 
     /// 404 for a path that names nothing the server serves.
     pub fn path_not_found() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 409: `deployments.apps "web" already exists`.
@@ -205,10 +209,8 @@ impl ApiError {
         if let Some(name) = &self.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = &self.group {
-            if !group.is_empty() {
-                details.insert("group".into(), json!(group));
-            }
+        if let Some(group) = self.group.as_ref().filter(|g| !g.is_empty()) {
+            details.insert("group".into(), json!(group));
         }
         if let Some(kind) = &self.kind {
             details.insert("kind".into(), json!(kind));

@@ -82,7 +82,7 @@ impl TypeRef {
     /// What the schema knows about `field` of this type. Unknown fields are [`PLAIN`]:
     /// maps merge recursively, lists are atomic.
     pub fn field(self, field: &str) -> FieldInfo {
-        let info = match (self.0, field) {
+        match (self.0, field) {
             (_, "metadata") => typed("ObjectMeta"),
             ("ObjectMeta", "ownerReferences") => keyed(None, "uid"),
             ("ObjectMeta", "finalizers") => FieldInfo {
@@ -115,17 +115,17 @@ impl TypeRef {
             ("Container", "env") => keyed(None, "name"),
             ("Container", "volumeMounts") => keyed(None, "mountPath"),
             ("Container", "volumeDevices") => keyed(None, "devicePath"),
-            ("WorkloadStatus" | "PodStatus" | "ServiceStatus" | "NamespaceStatus", "conditions") => {
-                keyed(None, "type")
-            }
+            (
+                "WorkloadStatus" | "PodStatus" | "ServiceStatus" | "NamespaceStatus",
+                "conditions",
+            ) => keyed(None, "type"),
             ("PodStatus", "podIPs" | "hostIPs") => keyed(None, "ip"),
             ("Service", "spec") => typed("ServiceSpec"),
             ("Service", "status") => typed("ServiceStatus"),
             ("ServiceSpec", "ports") => keyed(None, "port"),
             ("Namespace", "status") => typed("NamespaceStatus"),
             _ => PLAIN,
-        };
-        info
+        }
     }
 
     /// Whether maps of this type honour `$retainKeys`: volumes are
@@ -170,9 +170,15 @@ mod tests {
 
     #[test]
     fn strategy_retains_keys_and_finalizers_are_a_set() {
-        assert!(field_at("Deployment", &["spec", "strategy"]).unwrap().retain_keys);
+        assert!(
+            field_at("Deployment", &["spec", "strategy"])
+                .unwrap()
+                .retain_keys
+        );
         assert_eq!(
-            field_at("Service", &["metadata", "finalizers"]).unwrap().list,
+            field_at("Service", &["metadata", "finalizers"])
+                .unwrap()
+                .list,
             ListStrategy::Set
         );
         assert_eq!(

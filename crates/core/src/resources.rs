@@ -114,7 +114,11 @@ impl ResourceInfo {
     /// The storage prefix that identifies this resource type, e.g. `apps/deployments` or
     /// `core/pods`. Stable: it is part of the on-disk format.
     pub fn storage_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
         format!("{group}/{}", self.plural)
     }
 
@@ -334,7 +338,10 @@ mod tests {
         assert_eq!(p.group_resource(), "pods");
         assert_eq!(p.storage_prefix(), "core/pods");
         assert_eq!(by_kind("v1", "Namespace").unwrap().plural, "namespaces");
-        assert_eq!(by_storage_prefix("apps/replicasets").unwrap().kind, "ReplicaSet");
+        assert_eq!(
+            by_storage_prefix("apps/replicasets").unwrap().kind,
+            "ReplicaSet"
+        );
     }
 
     #[test]

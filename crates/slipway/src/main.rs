@@ -1,1 +1,131 @@
-fn main() {}
+//! The `slipway` binary: command-line parsing and wiring; everything else lives in the
+//! component crates.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Slipway: a declarative deployment engine driven by kubectl.
+#[derive(Parser, Debug)]
+#[command(name = "slipway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the API server (and everything behind it) in the foreground.
+    Serve(ServeArgs),
+    /// Print the kubeconfig of a data dir.
+    Kubeconfig {
+        /// The data dir that `slipway serve` uses.
+        #[arg(long, default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Where state, credentials and the kubeconfig are kept.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// The address to listen on; `127.0.0.1:0` picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// How pods are run.
+    #[arg(long, value_enum, default_value_t = Runtime::Process)]
+    runtime: Runtime,
+    /// How long Events are kept, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    event_ttl_seconds: u64,
+}
+
+/// Pod runtimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Runtime {
+    /// Real local processes.
+    Process,
+    /// Pods become Running and Ready without a process (tests, benchmarks).
+    Simulated,
+}
+
+/// `$SLIPWAY_DATA_DIR`, else `$HOME/.slipway`, else `./slipway-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLIPWAY_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".slipway"),
+        None => PathBuf::from("slipway-data"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Kubeconfig { data_dir } => {
+            let path = data_dir.join("kubeconfig");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {} (has `slipway serve` run with this data dir?)", path.display()))?;
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let running = slipway_apiserver::start(slipway_apiserver::Config {
+            data_dir: args.data_dir.clone(),
+            listen: args.listen,
+            event_ttl: Duration::from_secs(args.event_ttl_seconds),
+        })
+        .await
+        .with_context(|| format!("starting the API server with data dir {}", args.data_dir.display()))?;
+        if args.runtime == Runtime::Process {
+            tracing::warn!("pods are stored but not run yet: the process runtime is not part of this build");
+        }
+        println!("kubeconfig written to {}", running.kubeconfig.display());
+        println!("API server listening on https://{}", running.addr);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -8,9 +8,19 @@
 //! - A write either commits whole or leaves no trace (one SQLite transaction).
 //! - Writes are serialised; reads never block on SQLite.
 
+mod hub;
+mod index;
+mod sql;
+mod writer;
+
+use hub::{Filter, Hub};
+use index::Index;
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc;
+use writer::{Op, Request};
 
 /// Identifies one object: the resource's storage prefix (`apps/deployments`), its namespace
 /// (`""` for cluster-scoped objects) and its name.
@@ -87,63 +97,270 @@ pub struct Watcher {
     pub events: tokio::sync::mpsc::Receiver<Event>,
 }
 
+/// Tuning knobs; `StoreOptions::default()` suits the API server.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How many of the latest events the history window keeps for `watch(after)` replay.
+    pub history_limit: usize,
+    /// How many undelivered live events a watcher may have queued before it is dropped.
+    pub watch_buffer: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            history_limit: 10_000,
+            watch_buffer: 1_000,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// These options with a history window of `limit` events.
+    pub fn with_history_limit(mut self, limit: usize) -> StoreOptions {
+        self.history_limit = limit;
+        self
+    }
+
+    /// These options with a per-watcher buffer of `events` events (at least 1).
+    pub fn with_watch_buffer(mut self, events: usize) -> StoreOptions {
+        self.watch_buffer = events;
+        self
+    }
+}
+
+/// State shared by the handles and the writer thread.
+pub(crate) struct Shared {
+    /// Current objects and the latest committed revision; written only by the writer thread.
+    pub(crate) index: RwLock<Index>,
+    /// Watch subscribers and history; events are published under this lock.
+    pub(crate) hub: Mutex<Hub>,
+}
+
+/// Owns the writer thread: dropping the last handle lets queued writes finish, then closes
+/// the database and releases the file lock.
+struct Inner {
+    shared: Arc<Shared>,
+    queue: Option<mpsc::Sender<Request>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
 /// The store. Cheap to clone (shared handle).
 #[derive(Clone)]
 pub struct Store {
-    _todo: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+/// `<db path>.lock`: held with an exclusive file lock while a store has the database open.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the exclusive lock that keeps a second store (in this or another process) from
+/// opening the same database; two writers would each believe they own the revision counter.
+#[allow(clippy::incompatible_msrv)] // File::try_lock: Rust 1.89; the workspace builds with 1.95.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock_path = lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Storage(format!("opening {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Storage(format!(
+            "database {} is already open in another store",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Storage(format!(
+            "locking {}: {e}",
+            lock_path.display()
+        ))),
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
-    pub fn open(_path: &Path) -> Result<Store, StoreError> {
-        unimplemented!("helper fills in")
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_options(path, StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the database at `path` with `options`. Fails with
+    /// `Storage` if another store already has it open.
+    pub fn open_with_options(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let lock = lock_database(path)?;
+        let conn = rusqlite::Connection::open(path)?;
+        Store::start(conn, false, Some(lock), options)
     }
 
     /// A store with no file behind it (tests, simulations).
     pub fn in_memory() -> Result<Store, StoreError> {
-        unimplemented!("helper fills in")
+        Store::in_memory_with_options(StoreOptions::default())
+    }
+
+    /// A store with no file behind it, with `options`.
+    pub fn in_memory_with_options(options: StoreOptions) -> Result<Store, StoreError> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        Store::start(conn, true, None, options)
+    }
+
+    fn start(
+        conn: rusqlite::Connection,
+        in_memory: bool,
+        lock: Option<std::fs::File>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        sql::configure(&conn, in_memory)?;
+        let index = sql::load(&conn)?;
+        let hub = Hub::new(index.revision, options.history_limit, options.watch_buffer);
+        let shared = Arc::new(Shared {
+            index: RwLock::new(index),
+            hub: Mutex::new(hub),
+        });
+        let (queue, requests) = mpsc::channel();
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("slipway-store-writer".into())
+            .spawn(move || writer::run(conn, writer_shared, requests, lock))
+            .map_err(|e| StoreError::Storage(format!("starting the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                queue: Some(queue),
+                writer: Some(writer),
+            }),
+        })
     }
 
     /// The latest committed revision.
     pub fn revision(&self) -> u64 {
-        unimplemented!("helper fills in")
+        self.inner.shared.index.read().revision
+    }
+
+    /// Number of current objects.
+    pub fn len(&self) -> usize {
+        self.inner.shared.index.read().len()
+    }
+
+    /// Whether the store holds no objects.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of registered watchers (ones whose receiver was dropped are pruned on the next
+    /// write or watch).
+    pub fn watcher_count(&self) -> usize {
+        self.inner.shared.hub.lock().subscriber_count()
+    }
+
+    /// The storage prefixes that currently hold objects, sorted.
+    pub fn prefixes(&self) -> Vec<String> {
+        self.inner.shared.index.read().prefixes()
     }
 
     /// The current object at `key`.
-    pub fn get(&self, _key: &Key) -> Option<Arc<Value>> {
-        unimplemented!("helper fills in")
+    pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
+        self.inner
+            .shared
+            .index
+            .read()
+            .get(key)
+            .map(|entry| Arc::clone(&entry.object))
     }
 
     /// All current objects under `prefix` (optionally in one namespace), ordered by
     /// (namespace, name), with the revision the snapshot was taken at.
-    pub fn list(&self, _prefix: &str, _namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
-        unimplemented!("helper fills in")
+    pub fn list(&self, prefix: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let index = self.inner.shared.index.read();
+        (index.list(prefix, namespace), index.revision)
     }
 
     /// Creates `obj` at `key`; sets `metadata.resourceVersion` to the new revision.
-    pub fn create(&self, _key: &Key, _obj: Value) -> Result<Arc<Value>, StoreError> {
-        unimplemented!("helper fills in")
+    /// `obj` must be a JSON object (else `Storage`, nothing written).
+    pub fn create(&self, key: &Key, obj: Value) -> Result<Arc<Value>, StoreError> {
+        require_object(&obj)?;
+        self.submit(key, Op::Create(obj))
     }
 
     /// Replaces the object at `key` with `obj`. When `expected` is `Some(rv)`, fails with
     /// `Conflict` unless the current resourceVersion is `rv`. If `obj` equals the current
     /// object (ignoring `metadata.resourceVersion`), nothing is written, no event is sent,
-    /// and the current object is returned.
-    pub fn update(&self, _key: &Key, _obj: Value, _expected: Option<u64>) -> Result<Arc<Value>, StoreError> {
-        unimplemented!("helper fills in")
+    /// and the current object is returned. `obj` must be a JSON object (else `Storage`).
+    pub fn update(
+        &self,
+        key: &Key,
+        obj: Value,
+        expected: Option<u64>,
+    ) -> Result<Arc<Value>, StoreError> {
+        require_object(&obj)?;
+        self.submit(
+            key,
+            Op::Update {
+                object: obj,
+                expected,
+            },
+        )
     }
 
     /// Removes the object at `key` (with the same `expected` precondition as `update`).
     /// Returns the removed object with `resourceVersion` set to the deletion revision.
-    pub fn delete(&self, _key: &Key, _expected: Option<u64>) -> Result<Arc<Value>, StoreError> {
-        unimplemented!("helper fills in")
+    pub fn delete(&self, key: &Key, expected: Option<u64>) -> Result<Arc<Value>, StoreError> {
+        self.submit(key, Op::Delete { expected })
     }
 
     /// Subscribes to changes with revision > `after` under `prefix` (all prefixes when
     /// `None`), optionally in one namespace. Changes between `after` and now are replayed
     /// from the history window first, with no gap and no duplicate. Fails with `Expired`
     /// when `after` is older than the window.
-    pub fn watch(&self, _prefix: Option<&str>, _namespace: Option<&str>, _after: u64) -> Result<Watcher, StoreError> {
-        unimplemented!("helper fills in")
+    pub fn watch(
+        &self,
+        prefix: Option<&str>,
+        namespace: Option<&str>,
+        after: u64,
+    ) -> Result<Watcher, StoreError> {
+        let filter = Filter {
+            prefix: prefix.map(str::to_string),
+            namespace: namespace.map(str::to_string),
+        };
+        self.inner.shared.hub.lock().subscribe(filter, after)
+    }
+
+    /// Queues a write for the writer thread and blocks until it is durable (or refused).
+    fn submit(&self, key: &Key, op: Op) -> Result<Arc<Value>, StoreError> {
+        let stopped = || StoreError::Storage("the store writer has stopped".into());
+        let queue = self.inner.queue.as_ref().ok_or_else(stopped)?;
+        let (reply, outcome) = mpsc::sync_channel(1);
+        queue
+            .send(Request {
+                key: key.clone(),
+                op,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        outcome.recv().map_err(|_| stopped())?
+    }
+}
+
+fn require_object(obj: &Value) -> Result<(), StoreError> {
+    if obj.is_object() {
+        Ok(())
+    } else {
+        Err(StoreError::Storage(
+            "only JSON objects can be stored".to_string(),
+        ))
     }
 }

@@ -1,0 +1,154 @@
+//! Validation of decoded objects for create and update, as Kubernetes 1.33's
+//! `pkg/apis/*/validation` and registry strategies do it, with the same field paths, order
+//! and messages.
+
+mod apps;
+mod core_kinds;
+pub mod meta;
+mod pod;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use slipway_core::{ApiError, FieldError, ResourceInfo};
+use std::fmt;
+
+/// A field path in Kubernetes notation (`spec.template.spec.containers[0].name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path(String);
+
+impl Path {
+    /// A top-level field.
+    pub fn new(name: &str) -> Path {
+        Path(name.to_string())
+    }
+
+    /// `<self>.<name>`.
+    pub fn child(&self, name: &str) -> Path {
+        if self.0.is_empty() {
+            Path(name.to_string())
+        } else {
+            Path(format!("{}.{name}", self.0))
+        }
+    }
+
+    /// `<self>[i]`.
+    pub fn index(&self, i: usize) -> Path {
+        Path(format!("{}[{i}]", self.0))
+    }
+
+    /// `<self>[key]` (map keys are not quoted).
+    pub fn key(&self, key: &str) -> Path {
+        Path(format!("{}[{key}]", self.0))
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&Path> for String {
+    fn from(p: &Path) -> String {
+        p.0.clone()
+    }
+}
+
+/// The errors found so far.
+pub type Errors = Vec<FieldError>;
+
+/// `must be greater than or equal to 0` for negative values.
+pub fn non_negative(value: i64, path: &Path, errs: &mut Errors) {
+    if value < 0 {
+        errs.push(FieldError::invalid(
+            path,
+            value.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// `field is immutable` when `new != old`; `render` prints the new value.
+pub fn immutable<T: PartialEq>(
+    new: &T,
+    old: &T,
+    path: &Path,
+    render: impl Fn(&T) -> String,
+    errs: &mut Errors,
+) {
+    if new != old {
+        errs.push(FieldError::invalid(path, render(new), "field is immutable"));
+    }
+}
+
+fn parse<T: DeserializeOwned>(info: &ResourceInfo, v: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {e}",
+            info.kind, info.version, info.kind
+        ))
+    })
+}
+
+fn run<T: DeserializeOwned>(
+    info: &ResourceInfo,
+    new: &Value,
+    old: Option<&Value>,
+    check: fn(&T, Option<&T>) -> Errors,
+) -> Result<Errors, ApiError> {
+    let new_typed: T = parse(info, new)?;
+    let old_typed: Option<T> = old.map(|o| parse(info, o)).transpose()?;
+    Ok(check(&new_typed, old_typed.as_ref()))
+}
+
+/// See [`crate::validate`].
+pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let errs = match info.kind {
+        "Namespace" => run::<Namespace>(info, new, old, core_kinds::namespace)?,
+        "Pod" => run::<Pod>(info, new, old, pod::pod)?,
+        "Service" => run::<Service>(info, new, old, core_kinds::service)?,
+        "Endpoints" => run::<Endpoints>(info, new, old, core_kinds::endpoints)?,
+        "Event" => run::<Event>(info, new, old, core_kinds::event)?,
+        "ConfigMap" => run::<ConfigMap>(info, new, old, core_kinds::config_map)?,
+        "Secret" => run::<Secret>(info, new, old, core_kinds::secret)?,
+        "Deployment" => run::<Deployment>(info, new, old, apps::deployment)?,
+        "ReplicaSet" => run::<ReplicaSet>(info, new, old, apps::replica_set)?,
+        "EndpointSlice" => run::<EndpointSlice>(info, new, old, core_kinds::endpoint_slice)?,
+        _ => generic(info, new, old)?,
+    };
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            info,
+            slipway_core::meta::name(new),
+            &errs,
+        ))
+    }
+}
+
+/// Kinds without a schema here: the API server's common metadata checks only.
+fn generic(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<Errors, ApiError> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta_of = |v: &Value| -> Result<ObjectMeta, ApiError> {
+        let m = v.get("metadata").cloned().unwrap_or(Value::Object(Default::default()));
+        serde_json::from_value(m).map_err(|e| ApiError::bad_request(format!("metadata: {e}")))
+    };
+    let new_meta = meta_of(new)?;
+    let path = Path::new("metadata");
+    let mut errs = Errors::new();
+    match old {
+        None => meta::object_meta(
+            &new_meta,
+            info.namespaced,
+            meta::NameRule::PathSegment,
+            &path,
+            &mut errs,
+        ),
+        Some(old) => meta::object_meta_update(&new_meta, &meta_of(old)?, &path, &mut errs),
+    }
+    Ok(errs)
+}

@@ -1,0 +1,149 @@
+//! Work the API server does on its own: the built-in namespaces, the namespace lifecycle
+//! (a deleted namespace is emptied, then removed), and the time-to-live of Events.
+
+use crate::rest::{DeleteOptions, Rest, key};
+use crate::target::ResourceTarget;
+use crate::query::Query;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use slipway_core::{meta, resources};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Namespaces that exist from the start, as on a new cluster.
+pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the built-in namespaces that are missing.
+pub fn ensure_builtin_namespaces(rest: &Rest) -> Result<(), slipway_core::ApiError> {
+    let info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+    for ns in BUILTIN_NAMESPACES {
+        if rest.store().get(&key(info, None, ns)).is_some() {
+            continue;
+        }
+        let t = ResourceTarget { info, namespace: None, name: None, subresource: None };
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match rest.create(&t, &Query::default(), body, "slipway") {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the content of terminating namespaces and then the namespaces themselves. Wakes
+/// only on writes; an idle server costs nothing.
+pub async fn run_namespace_controller(rest: Rest) {
+    let ns_info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let ns_prefix = ns_info.storage_prefix();
+    loop {
+        let revision = rest.store().revision();
+        let terminating: HashSet<String> = rest
+            .store()
+            .list(&ns_prefix, None)
+            .0
+            .iter()
+            .filter(|n| meta::deletion_timestamp(n).is_some())
+            .map(|n| meta::name(n).to_string())
+            .collect();
+        for ns in &terminating {
+            let rest = rest.clone();
+            let ns = ns.clone();
+            let _ = tokio::task::spawn_blocking(move || finalize_namespace(&rest, &ns)).await;
+        }
+        let Ok(mut watcher) = rest.store().watch(None, None, revision) else {
+            continue;
+        };
+        // Wait for a change that matters: a namespace write, or a write inside a
+        // terminating namespace (content going away).
+        loop {
+            let Some(ev) = watcher.events.recv().await else { break };
+            if ev.key.prefix == ns_prefix || terminating.contains(&ev.key.namespace) {
+                break;
+            }
+        }
+    }
+}
+
+/// One pass over a terminating namespace: delete what is in it; when it is empty, clear its
+/// `spec.finalizers` and remove it.
+fn finalize_namespace(rest: &Rest, ns: &str) {
+    let mut remaining = 0;
+    for info in resources::all().iter().filter(|r| r.namespaced) {
+        let (items, _) = rest.store().list(&info.storage_prefix(), Some(ns));
+        remaining += items.len();
+        for obj in items {
+            if meta::deletion_timestamp(&obj).is_some() {
+                continue;
+            }
+            let t = ResourceTarget {
+                info,
+                namespace: Some(ns.to_string()),
+                name: Some(meta::name(&obj).to_string()),
+                subresource: None,
+            };
+            let opts = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
+            if let Err(e) = rest.delete(&t, &opts) {
+                if e.code != 404 {
+                    tracing::warn!(namespace = ns, name = meta::name(&obj), error = %e, "deleting namespace content failed");
+                }
+            }
+        }
+    }
+    if remaining > 0 {
+        return;
+    }
+    let info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let k = key(info, None, ns);
+    if let Some(current) = rest.store().get(&k) {
+        let expected = meta::resource_version(&current).parse().ok();
+        if let Err(e) = rest.store().delete(&k, expected) {
+            tracing::debug!(namespace = ns, error = %e, "namespace removal raced; will retry");
+        }
+    }
+}
+
+/// The time an Event was last seen.
+fn event_time(ev: &Value) -> Option<DateTime<Utc>> {
+    ["/lastTimestamp", "/eventTime", "/firstTimestamp", "/metadata/creationTimestamp"]
+        .iter()
+        .filter_map(|p| ev.pointer(p).and_then(Value::as_str))
+        .find_map(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Deletes Events older than `ttl`, once per `ttl / 10` (at most once a minute).
+pub async fn run_event_ttl(rest: Rest, ttl: Duration) {
+    let info = resources::lookup("", "v1", "events").expect("events are served");
+    let period = (ttl / 10).max(Duration::from_secs(1)).min(Duration::from_secs(60));
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        ticker.tick().await;
+        let rest = rest.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let cutoff = rest.now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+            let (events, _) = rest.store().list(&info.storage_prefix(), None);
+            for ev in events {
+                if event_time(&ev).is_some_and(|t| t < cutoff) {
+                    let k = key(info, Some(meta::namespace(&ev)), meta::name(&ev));
+                    let _ = rest.store().delete(&k, None);
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_time_prefers_last_seen() {
+        let ev = json!({"lastTimestamp": "2026-01-01T00:00:10Z", "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
+        assert_eq!(event_time(&ev).unwrap().to_rfc3339(), "2026-01-01T00:00:10+00:00");
+        let bare = json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
+        assert!(event_time(&bare).is_some());
+        assert!(event_time(&json!({})).is_none());
+    }
+}

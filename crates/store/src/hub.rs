@@ -1,0 +1,231 @@
+//! The watch hub: live subscribers plus a bounded history window for replay.
+
+use crate::{Event, StoreError, Watcher};
+use std::collections::VecDeque;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+/// The largest capacity a tokio bounded channel accepts.
+const MAX_CHANNEL_CAPACITY: usize = usize::MAX >> 3;
+
+/// Which events a subscriber wants.
+#[derive(Clone, Debug)]
+pub(crate) struct Filter {
+    /// Only this storage prefix (all when `None`).
+    pub prefix: Option<String>,
+    /// Only this namespace (all when `None`).
+    pub namespace: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, event: &Event) -> bool {
+        self.prefix.as_deref().is_none_or(|p| p == event.key.prefix)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == event.key.namespace)
+    }
+}
+
+struct Subscriber {
+    filter: Filter,
+    /// Only events with a revision above this are sent.
+    after: u64,
+    sender: mpsc::Sender<Event>,
+}
+
+/// Subscribers and the history window. Every method runs under the hub's one lock, so a new
+/// subscriber's replay and the live fan-out never overlap: no gap, no duplicate.
+pub(crate) struct Hub {
+    subscribers: Vec<Subscriber>,
+    /// The last events, oldest first, with consecutive revisions `base + 1 ..= latest`.
+    history: VecDeque<Event>,
+    /// The revision just before the oldest retained event: the oldest a watch may start from.
+    base: u64,
+    history_limit: usize,
+    watch_buffer: usize,
+}
+
+impl Hub {
+    /// An empty hub whose history starts after `revision` (the store's revision at open).
+    pub fn new(revision: u64, history_limit: usize, watch_buffer: usize) -> Hub {
+        Hub {
+            subscribers: Vec::new(),
+            history: VecDeque::with_capacity(history_limit.min(1024)),
+            base: revision,
+            history_limit,
+            watch_buffer: watch_buffer.clamp(1, MAX_CHANNEL_CAPACITY / 2),
+        }
+    }
+
+    /// Records committed events (in revision order) and sends each to every matching
+    /// subscriber. A subscriber whose channel is full is dropped, which closes its channel; a
+    /// subscriber whose receiver is gone is removed.
+    pub fn publish<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        for event in events {
+            self.subscribers.retain(|sub| {
+                if event.revision <= sub.after || !sub.filter.matches(event) {
+                    return !sub.sender.is_closed();
+                }
+                match sub.sender.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        tracing::debug!(revision = event.revision, "dropping slow watcher");
+                        false
+                    }
+                    Err(TrySendError::Closed(_)) => false,
+                }
+            });
+            self.remember(event.clone());
+        }
+    }
+
+    fn remember(&mut self, event: Event) {
+        if self.history_limit == 0 {
+            self.base = event.revision;
+            return;
+        }
+        if self.history.len() >= self.history_limit
+            && let Some(oldest) = self.history.pop_front()
+        {
+            self.base = oldest.revision;
+        }
+        self.history.push_back(event);
+    }
+
+    /// Registers a subscriber for events with revision > `after`, first queuing the matching
+    /// events from the history window. Fails with `Expired` when `after` predates the window.
+    pub fn subscribe(&mut self, filter: Filter, after: u64) -> Result<Watcher, StoreError> {
+        self.subscribers.retain(|sub| !sub.sender.is_closed());
+        if after < self.base {
+            return Err(StoreError::Expired {
+                requested: after,
+                oldest: self.base,
+            });
+        }
+        // Revisions in the window are consecutive, so the first event to replay sits at a
+        // known offset; the revision check below guards that assumption.
+        let skip = usize::try_from(after - self.base)
+            .unwrap_or(usize::MAX)
+            .min(self.history.len());
+        let replay: Vec<Event> = self
+            .history
+            .range(skip..)
+            .filter(|e| e.revision > after && filter.matches(e))
+            .cloned()
+            .collect();
+        let capacity = self
+            .watch_buffer
+            .saturating_add(replay.len())
+            .min(MAX_CHANNEL_CAPACITY);
+        let (sender, events) = mpsc::channel(capacity);
+        for event in replay {
+            // Cannot fail: the channel was sized to hold the whole replay.
+            if sender.try_send(event).is_err() {
+                return Err(StoreError::Storage("watch replay overflowed".into()));
+            }
+        }
+        self.subscribers.push(Subscriber {
+            filter,
+            after,
+            sender,
+        });
+        Ok(Watcher { events })
+    }
+
+    /// Number of registered subscribers (closed ones are pruned on the next publish or
+    /// subscribe).
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventType, Key};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn event(revision: u64) -> Event {
+        Event {
+            kind: EventType::Added,
+            revision,
+            key: Key {
+                prefix: "p".into(),
+                namespace: "ns".into(),
+                name: format!("o{revision}"),
+            },
+            object: Arc::new(json!({})),
+            prev: None,
+        }
+    }
+
+    fn all() -> Filter {
+        Filter {
+            prefix: None,
+            namespace: None,
+        }
+    }
+
+    fn drain(w: &mut Watcher) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(e) = w.events.try_recv() {
+            out.push(e.revision);
+        }
+        out
+    }
+
+    #[test]
+    fn window_slides_and_expires_old_starts() {
+        let mut hub = Hub::new(0, 3, 10);
+        let events: Vec<Event> = (1..=5).map(event).collect();
+        hub.publish(&events);
+        assert_eq!(
+            hub.subscribe(all(), 1).err(),
+            Some(StoreError::Expired {
+                requested: 1,
+                oldest: 2
+            })
+        );
+        let mut w = hub.subscribe(all(), 2).expect("window start is allowed");
+        assert_eq!(drain(&mut w), vec![3, 4, 5]);
+        let mut w = hub.subscribe(all(), 4).expect("inside window");
+        assert_eq!(drain(&mut w), vec![5]);
+    }
+
+    #[test]
+    fn zero_history_allows_only_the_latest_revision() {
+        let mut hub = Hub::new(7, 0, 10);
+        hub.publish(&[event(8)]);
+        assert!(hub.subscribe(all(), 7).is_err());
+        let mut w = hub.subscribe(all(), 8).expect("current revision is fine");
+        hub.publish(&[event(9)]);
+        assert_eq!(drain(&mut w), vec![9]);
+    }
+
+    #[test]
+    fn future_start_skips_events_up_to_it() {
+        let mut hub = Hub::new(0, 10, 10);
+        let mut w = hub.subscribe(all(), 2).expect("future start is allowed");
+        hub.publish(&[event(1), event(2), event(3)]);
+        assert_eq!(drain(&mut w), vec![3]);
+    }
+
+    #[test]
+    fn replay_larger_than_buffer_is_delivered_whole() {
+        let mut hub = Hub::new(0, 100, 2);
+        let events: Vec<Event> = (1..=50).map(event).collect();
+        hub.publish(&events);
+        let mut w = hub.subscribe(all(), 0).expect("subscribe");
+        assert_eq!(drain(&mut w), (1..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn closed_receivers_are_removed() {
+        let mut hub = Hub::new(0, 10, 10);
+        let w = hub.subscribe(all(), 0).expect("subscribe");
+        drop(w);
+        hub.publish(&[event(1)]);
+        assert_eq!(hub.subscriber_count(), 0);
+    }
+}
