@@ -104,10 +104,10 @@ pub fn decode(
     let data = check_type(info, &map)?;
     map.insert("apiVersion".into(), Value::String(data.api_version.clone()));
     map.insert("kind".into(), Value::String(data.kind.clone()));
-    if !info.namespaced {
-        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-            meta.remove("namespace");
-        }
+    if !info.namespaced
+        && let Some(Value::Object(meta)) = map.get_mut("metadata")
+    {
+        meta.remove("namespace");
     }
     let mut body = Value::Object(map);
     normalize_quantities(info.kind, &mut body)
@@ -154,6 +154,13 @@ impl Context<'_> {
         body: Value,
         default: Defaulter<T>,
     ) -> Result<Decoded, ApiError> {
+        let absent_required: Vec<&str> = NULL_WHEN_ABSENT
+            .iter()
+            .filter(|(kind, pointer)| {
+                *kind == self.info.kind && body.pointer(pointer).is_none_or(Value::is_null)
+            })
+            .map(|(_, pointer)| *pointer)
+            .collect();
         let mut typed: T = serde_path_to_error::deserialize(&body).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.inner().to_string();
@@ -191,7 +198,25 @@ impl Context<'_> {
         let mut object = serde_json::to_value(&typed)
             .map_err(|e| ApiError::internal(format!("encoding {}: {e}", self.info.kind)))?;
         shape.apply(&mut object);
+        for pointer in absent_required {
+            remove_pointer(&mut object, pointer);
+        }
         Ok(Decoded { object, warnings })
+    }
+}
+
+/// Fields the typed structs treat as required (and so fill with an empty value when
+/// absent) but Kubernetes leaves unset, so validation can tell "missing" from "empty".
+const NULL_WHEN_ABSENT: &[(&str, &str)] = &[
+    ("Deployment", "/spec/selector"),
+    ("ReplicaSet", "/spec/selector"),
+];
+
+fn remove_pointer(object: &mut Value, pointer: &str) {
+    if let Some((parent, key)) = pointer.rsplit_once('/')
+        && let Some(Value::Object(map)) = object.pointer_mut(parent)
+    {
+        map.remove(key);
     }
 }
 
@@ -227,7 +252,10 @@ fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec
     }
 }
 
-fn for_each_in_array(parent: Option<&mut Value>, mut f: impl FnMut(&mut Value) -> QResult) -> QResult {
+fn for_each_in_array(
+    parent: Option<&mut Value>,
+    mut f: impl FnMut(&mut Value) -> QResult,
+) -> QResult {
     if let Some(Value::Array(items)) = parent {
         for item in items {
             f(item)?;
@@ -326,7 +354,8 @@ mod tests {
 
     #[test]
     fn unknown_field_paths_are_rendered_as_kubernetes() {
-        let input = json!({"a": {"b": 1, "x": 2, "n": null}, "l": [{"k": 1}, {"k": 1, "z": {}}], "top": 1});
+        let input =
+            json!({"a": {"b": 1, "x": 2, "n": null}, "l": [{"k": 1}, {"k": 1, "z": {}}], "top": 1});
         let known = json!({"a": {"b": 1}, "l": [{"k": 1}, {"k": 1}]});
         let mut out = Vec::new();
         unknown_fields(&input, &known, &mut String::new(), &mut out);

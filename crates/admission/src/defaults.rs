@@ -5,6 +5,7 @@
 //! serializer omits.
 
 use crate::quantity::Quantity;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, ConfigMap, Container, EmptyDirVolumeSource, Endpoints, EphemeralContainer,
@@ -14,7 +15,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use k8s_openapi::ByteString;
 use serde_json::Value;
 
 /// JSON fields to add after serialization when absent: `(JSON pointer, value)`. Each is
@@ -122,7 +122,8 @@ macro_rules! container_defaults {
         }
         set_if_empty(&mut c.termination_message_path, "/dev/termination-log");
         set_if_empty(&mut c.termination_message_policy, "File");
-        c.resources.get_or_insert_with(ResourceRequirements::default);
+        c.resources
+            .get_or_insert_with(ResourceRequirements::default);
         for port in c.ports.iter_mut().flatten() {
             set_if_empty(&mut port.protocol, "TCP");
         }
@@ -196,12 +197,20 @@ pub fn pod_spec(spec: &mut PodSpec) {
     spec.termination_grace_period_seconds.get_or_insert(30);
     set_if_empty(&mut spec.scheduler_name, "default-scheduler");
     // v1 conversion keeps the deprecated serviceAccount in step with serviceAccountName
-    if spec.service_account_name.as_deref().unwrap_or("").is_empty() {
+    if spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         spec.service_account_name = spec.service_account.clone().filter(|s| !s.is_empty());
     }
     spec.service_account = spec.service_account_name.clone();
     spec.containers.iter_mut().for_each(container);
-    spec.init_containers.iter_mut().flatten().for_each(container);
+    spec.init_containers
+        .iter_mut()
+        .flatten()
+        .for_each(container);
     spec.ephemeral_containers
         .iter_mut()
         .flatten()
@@ -331,12 +340,20 @@ pub fn pod(p: &mut Pod, _shape: &mut Shape, create: bool) {
     if !create {
         return;
     }
-    if spec.service_account_name.as_deref().unwrap_or("").is_empty() {
+    if spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         spec.service_account_name = Some("default".into());
         spec.service_account = Some("default".into());
     }
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerates(tolerations, key) {
             tolerations.push(Toleration {
                 effect: Some("NoExecute".into()),
@@ -399,12 +416,19 @@ pub fn service(s: &mut Service, _shape: &mut Shape, _create: bool) {
     let service_type = spec.type_.clone().unwrap_or_default();
     let externally_accessible = service_type == "LoadBalancer"
         || service_type == "NodePort"
-        || (service_type == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|ips| !ips.is_empty()));
+        || (service_type == "ClusterIP"
+            && spec
+                .external_ips
+                .as_ref()
+                .is_some_and(|ips| !ips.is_empty()));
     if externally_accessible {
         set_if_empty(&mut spec.external_traffic_policy, "Cluster");
     }
     if spec.internal_traffic_policy.is_none()
-        && matches!(service_type.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer")
+        && matches!(
+            service_type.as_str(),
+            "ClusterIP" | "NodePort" | "LoadBalancer"
+        )
     {
         spec.internal_traffic_policy = Some("Cluster".into());
     }
@@ -511,6 +535,9 @@ mod tests {
         s.ensure("/x/y", Value::Null);
         s.ensure("/top", Value::Bool(true));
         s.apply(&mut v);
-        assert_eq!(v, serde_json::json!({"a": {"b": 1, "c": null}, "top": true}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": {"b": 1, "c": null}, "top": true})
+        );
     }
 }

@@ -94,7 +94,10 @@ pub fn int_or_string(v: &IntOrString) -> String {
     match v {
         IntOrString::Int(i) => format!("intstr.IntOrString{{Type:0, IntVal:{i}, StrVal:\"\"}}"),
         IntOrString::String(s) => {
-            format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", quote(s))
+            format!(
+                "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+                quote(s)
+            )
         }
     }
 }
@@ -123,7 +126,10 @@ mod tests {
         let mut m = BTreeMap::new();
         m.insert("b".to_string(), "2".to_string());
         m.insert("a".to_string(), "1".to_string());
-        assert_eq!(string_map(Some(&m)), r#"map[string]string{"a":"1", "b":"2"}"#);
+        assert_eq!(
+            string_map(Some(&m)),
+            r#"map[string]string{"a":"1", "b":"2"}"#
+        );
         assert_eq!(string_map(None), "map[string]string(nil)");
         assert_eq!(
             label_selector(&LabelSelector::default()),

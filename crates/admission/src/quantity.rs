@@ -78,9 +78,10 @@ impl Quantity {
             return Err(QuantityError::Format);
         }
         let suffix = &input[pos..];
-        if !suffix.bytes().all(|c| {
-            b"eEinumkKMGTP".contains(&c) || c == b'-' || c == b'+' || c.is_ascii_digit()
-        }) {
+        if !suffix
+            .bytes()
+            .all(|c| b"eEinumkKMGTP".contains(&c) || c == b'-' || c == b'+' || c.is_ascii_digit())
+        {
             return Err(QuantityError::Format);
         }
         let (base2_exp, base10_exp, format) = match suffix {
@@ -163,10 +164,10 @@ impl Quantity {
         let sign = if self.nanos < 0 { "-" } else { "" };
         let abs = self.nanos.unsigned_abs();
         let billion = 1_000_000_000u128;
-        if self.format == Format::BinarySI && abs >= 1024 * billion && abs % billion == 0 {
+        if self.format == Format::BinarySI && abs >= 1024 * billion && abs.is_multiple_of(billion) {
             let mut units = abs / billion;
             let mut power = 0;
-            while power < 6 && units % 1024 == 0 {
+            while power < 6 && units.is_multiple_of(1024) {
                 units /= 1024;
                 power += 1;
             }
@@ -175,7 +176,7 @@ impl Quantity {
         }
         let mut mantissa = abs;
         let mut exp = -9i32;
-        while mantissa % 1000 == 0 {
+        while mantissa.is_multiple_of(1000) {
             mantissa /= 1000;
             exp += 3;
         }

@@ -10,6 +10,7 @@
 pub mod fields;
 pub mod housekeeping;
 pub mod http;
+pub mod local;
 pub mod logs;
 pub mod negotiate;
 pub mod query;

@@ -392,7 +392,8 @@ impl FieldSet {
                 return Err("FieldsV1 root cannot contain \".\"".to_string());
             }
             let pe = PathElement::from_fields_v1_key(key)?;
-            set.children.insert(pe, FieldSet::node_from_fields_v1(child)?);
+            set.children
+                .insert(pe, FieldSet::node_from_fields_v1(child)?);
         }
         Ok(set)
     }

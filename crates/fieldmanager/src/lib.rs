@@ -88,10 +88,10 @@ pub fn apply(
     .to_string();
 
     let mut config = applied.clone();
-    if schema::status_is_reset(kind) {
-        if let Some(map) = config.as_object_mut() {
-            map.shift_remove("status");
-        }
+    if schema::status_is_reset(kind)
+        && let Some(map) = config.as_object_mut()
+    {
+        map.shift_remove("status");
     }
     walk::validate_applied(&config, schema).map_err(|e| {
         ApplyError::Invalid(format!(
@@ -312,10 +312,7 @@ fn conflict_error(conflicts: &[(&ManagedEntry, FieldSet)]) -> ApplyError {
             lines.push(format!("conflicts with {}:", entry.describe()));
             lines.extend(paths.iter().map(|p| format!("- {p}")));
         }
-        format!(
-            "Apply failed with {total} conflicts: {}",
-            lines.join("\n")
-        )
+        format!("Apply failed with {total} conflicts: {}", lines.join("\n"))
     };
     let conflicts = groups
         .iter()

@@ -211,7 +211,11 @@ mod tests {
             s.describe(),
             "\"kubectl-client-side-apply\" with subresource \"status\" using apps/v1"
         );
-        assert!(is_reset_request(&json!({"metadata": {"managedFields": [{}]}})));
-        assert!(!is_reset_request(&json!({"metadata": {"managedFields": []}})));
+        assert!(is_reset_request(
+            &json!({"metadata": {"managedFields": [{}]}})
+        ));
+        assert!(!is_reset_request(
+            &json!({"metadata": {"managedFields": []}})
+        ));
     }
 }

@@ -102,8 +102,10 @@ impl NodeSchema {
 fn is_atomic_map(parent: Option<TypeRef>, field: &str) -> bool {
     matches!(
         (parent.map(TypeRef::name), field),
-        (Some("DeploymentSpec" | "ReplicaSetSpec" | "ServiceSpec"), "selector")
-            | (Some("PodSpec"), "nodeSelector")
+        (
+            Some("DeploymentSpec" | "ReplicaSetSpec" | "ServiceSpec"),
+            "selector"
+        ) | (Some("PodSpec"), "nodeSelector")
     )
 }
 
@@ -111,7 +113,10 @@ fn is_atomic_map(parent: Option<TypeRef>, field: &str) -> bool {
 /// resets it), so `.status` is never owned through the main resource. Unknown kinds (custom
 /// resources) are assumed to have a status subresource.
 pub(crate) fn status_is_reset(kind: &str) -> bool {
-    match slipway_core::resources::all().iter().find(|r| r.kind == kind) {
+    match slipway_core::resources::all()
+        .iter()
+        .find(|r| r.kind == kind)
+    {
         Some(info) => info.has_status,
         None => merge_schema::root(kind).is_none(),
     }

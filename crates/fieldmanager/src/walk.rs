@@ -205,8 +205,10 @@ fn validate_node(value: &Value, schema: NodeSchema, path: &mut Path) -> Result<(
             let mut seen = BTreeSet::new();
             for (i, item) in items.iter().enumerate() {
                 let pe = schema.element_name(i, item);
-                if let (PathElement::Index(_), slipway_core::merge_schema::ListStrategy::MergeByKey(key)) =
-                    (&pe, schema.list)
+                if let (
+                    PathElement::Index(_),
+                    slipway_core::merge_schema::ListStrategy::MergeByKey(key),
+                ) = (&pe, schema.list)
                 {
                     return Err(format!(
                         "{}: element {i}: associative list with keys has an element that omits key field {key:?} (and doesn't have default value)",
@@ -400,7 +402,10 @@ mod tests {
             c.modified.to_fields_v1(),
             json!({"f:spec": {"f:replicas": {}}})
         );
-        assert_eq!(c.removed.to_fields_v1(), json!({"f:spec": {"f:paused": {}}}));
+        assert_eq!(
+            c.removed.to_fields_v1(),
+            json!({"f:spec": {"f:paused": {}}})
+        );
         assert_eq!(
             c.added.to_fields_v1(),
             json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"b\"}": {".": {}, "f:name": {}}}}}}})
@@ -409,7 +414,11 @@ mod tests {
 
     #[test]
     fn merge_keeps_live_only_elements_in_place() {
-        let schema = deploy().field("spec").field("template").field("spec").field("containers");
+        let schema = deploy()
+            .field("spec")
+            .field("template")
+            .field("spec")
+            .field("containers");
         let live = json!([{"name": "c"}, {"name": "a", "image": "1"}, {"name": "b"}]);
         let applied = json!([{"name": "b", "image": "2"}, {"name": "a", "image": "3"}]);
         let merged = merge(&live, &applied, schema);
@@ -427,7 +436,8 @@ mod tests {
             validate_applied(&missing, deploy()).unwrap_err(),
             ".spec.template.spec.containers: element 0: associative list with keys has an element that omits key field \"name\" (and doesn't have default value)"
         );
-        let dup = json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}}});
+        let dup =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}}});
         assert_eq!(
             validate_applied(&dup, deploy()).unwrap_err(),
             ".spec.template.spec.containers: duplicate entries for key [name=\"a\"]"

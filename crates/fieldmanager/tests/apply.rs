@@ -35,12 +35,22 @@ fn entry<'a>(obj: &'a Value, manager: &str, operation: &str) -> Option<&'a Value
 }
 
 fn containers(obj: &Value) -> &Vec<Value> {
-    obj["spec"]["template"]["spec"]["containers"].as_array().unwrap()
+    obj["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
 }
 
 #[test]
 fn apply_creates_the_object_with_an_apply_entry() {
-    let obj = apply("Deployment", None, &config(3, "nginx:1"), "kubectl", false, T1).unwrap();
+    let obj = apply(
+        "Deployment",
+        None,
+        &config(3, "nginx:1"),
+        "kubectl",
+        false,
+        T1,
+    )
+    .unwrap();
     assert_eq!(obj["spec"]["replicas"], 3);
     assert_eq!(obj["metadata"]["name"], "web");
     let e = entry(&obj, "kubectl", "Apply").unwrap();
@@ -63,7 +73,10 @@ fn reapplying_the_same_configuration_is_a_no_op() {
 fn dropping_a_field_from_the_configuration_removes_it() {
     let first = apply("Deployment", None, &config(3, "nginx:1"), "ci", false, T1).unwrap();
     let mut smaller = config(3, "nginx:1");
-    smaller["metadata"]["labels"].as_object_mut().unwrap().remove("tier");
+    smaller["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tier");
     smaller["spec"]["template"]["spec"]["containers"]
         .as_array_mut()
         .unwrap()
@@ -74,7 +87,10 @@ fn dropping_a_field_from_the_configuration_removes_it() {
         .remove("ports");
     let second = apply("Deployment", Some(&first), &smaller, "ci", false, T2).unwrap();
     assert_eq!(second["metadata"]["labels"], json!({"app": "web"}));
-    assert_eq!(containers(&second), &vec![json!({"name": "app", "image": "nginx:1"})]);
+    assert_eq!(
+        containers(&second),
+        &vec![json!({"name": "app", "image": "nginx:1"})]
+    );
     let fields = &entry(&second, "ci", "Apply").unwrap()["fieldsV1"];
     assert!(fields["f:metadata"]["f:labels"].get("f:tier").is_none());
     assert_eq!(entry(&second, "ci", "Apply").unwrap()["time"], T2);
@@ -88,7 +104,10 @@ fn a_field_another_manager_also_owns_survives_removal() {
                        "metadata": {"name": "web", "labels": {"tier": "front"}}});
     let shared = apply("Deployment", Some(&first), &claim, "other", false, T2).unwrap();
     let mut smaller = config(3, "nginx:1");
-    smaller["metadata"]["labels"].as_object_mut().unwrap().remove("tier");
+    smaller["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tier");
     let after = apply("Deployment", Some(&shared), &smaller, "ci", false, T3).unwrap();
     assert_eq!(after["metadata"]["labels"]["tier"], "front");
 }
@@ -116,8 +135,15 @@ fn created_by_client_side_apply(with_annotation: bool) -> Value {
 #[test]
 fn conflicting_with_a_client_side_apply_owner_fails_with_kubernetes_message() {
     let live = created_by_client_side_apply(false);
-    let err = apply("Deployment", Some(&live), &config(3, "nginx:1"), "kubectl", false, T2)
-        .unwrap_err();
+    let err = apply(
+        "Deployment",
+        Some(&live),
+        &config(3, "nginx:1"),
+        "kubectl",
+        false,
+        T2,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
@@ -133,13 +159,24 @@ fn conflicting_with_a_client_side_apply_owner_fails_with_kubernetes_message() {
         }
     );
 
-    let forced = apply("Deployment", Some(&live), &config(3, "nginx:1"), "kubectl", true, T2).unwrap();
+    let forced = apply(
+        "Deployment",
+        Some(&live),
+        &config(3, "nginx:1"),
+        "kubectl",
+        true,
+        T2,
+    )
+    .unwrap();
     assert_eq!(forced["spec"]["replicas"], 3);
     let applier = &entry(&forced, "kubectl", "Apply").unwrap()["fieldsV1"];
     assert!(applier["f:spec"].get("f:replicas").is_some());
     let csa = &entry(&forced, "kubectl-client-side-apply", "Update").unwrap()["fieldsV1"];
     assert!(csa["f:spec"].get("f:replicas").is_none());
-    assert!(csa["f:spec"].get("f:selector").is_some(), "unchanged fields stay shared");
+    assert!(
+        csa["f:spec"].get("f:selector").is_some(),
+        "unchanged fields stay shared"
+    );
 }
 
 #[test]
@@ -148,8 +185,24 @@ fn several_conflicts_are_grouped_by_manager() {
     let old = live.clone();
     live["spec"]["replicas"] = json!(2);
     live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
-    record_update("Deployment", "apps/v1", Some(&old), &mut live, "kubectl", None, T2);
-    let err = apply("Deployment", Some(&live), &config(1, "nginx:1"), "ci", false, T3).unwrap_err();
+    record_update(
+        "Deployment",
+        "apps/v1",
+        Some(&old),
+        &mut live,
+        "kubectl",
+        None,
+        T2,
+    );
+    let err = apply(
+        "Deployment",
+        Some(&live),
+        &config(1, "nginx:1"),
+        "ci",
+        false,
+        T3,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 2 conflicts: conflicts with \"kubectl\" using apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name=\"app\"].image"
@@ -159,15 +212,35 @@ fn several_conflicts_are_grouped_by_manager() {
 #[test]
 fn kubectl_takes_over_fields_that_client_side_apply_last_applied() {
     let live = created_by_client_side_apply(true);
-    let result = apply("Deployment", Some(&live), &config(3, "nginx:1"), "kubectl", false, T2).unwrap();
+    let result = apply(
+        "Deployment",
+        Some(&live),
+        &config(3, "nginx:1"),
+        "kubectl",
+        false,
+        T2,
+    )
+    .unwrap();
     assert_eq!(result["spec"]["replicas"], 3);
     // The client-side annotation follows the server-side applied configuration.
-    let annotation = result["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap();
+    let annotation = result["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .unwrap();
     let recorded: Value = serde_json::from_str(annotation).unwrap();
     assert_eq!(recorded["spec"]["replicas"], 3);
     assert!(annotation.ends_with('\n'));
     // Another manager name gets no such allowance.
-    assert!(apply("Deployment", Some(&live), &config(3, "nginx:1"), "helm", false, T2).is_err());
+    assert!(
+        apply(
+            "Deployment",
+            Some(&live),
+            &config(3, "nginx:1"),
+            "helm",
+            false,
+            T2
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -175,10 +248,27 @@ fn containers_merge_by_name_and_keep_other_managers_fields() {
     let live = apply("Deployment", None, &config(3, "nginx:1"), "ci", false, T1).unwrap();
     // Another manager adds an env var to the app container.
     let mut edited = live.clone();
-    edited["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "MODE", "value": "debug"}]);
-    record_update("Deployment", "apps/v1", Some(&live), &mut edited, "kubectl-edit", None, T2);
+    edited["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "MODE", "value": "debug"}]);
+    record_update(
+        "Deployment",
+        "apps/v1",
+        Some(&live),
+        &mut edited,
+        "kubectl-edit",
+        None,
+        T2,
+    );
     // The applier changes the image: the env var stays, the order stays.
-    let result = apply("Deployment", Some(&edited), &config(3, "nginx:2"), "ci", false, T3).unwrap();
+    let result = apply(
+        "Deployment",
+        Some(&edited),
+        &config(3, "nginx:2"),
+        "ci",
+        false,
+        T3,
+    )
+    .unwrap();
     let app = &containers(&result)[0];
     assert_eq!(app["name"], "app");
     assert_eq!(app["image"], "nginx:2");
@@ -190,11 +280,27 @@ fn containers_merge_by_name_and_keep_other_managers_fields() {
 #[test]
 fn kubectl_last_applied_metadata_only_apply_keeps_the_spec() {
     let live = created_by_client_side_apply(true);
-    let live = apply("Deployment", Some(&live), &config(3, "nginx:1"), "kubectl", false, T2).unwrap();
+    let live = apply(
+        "Deployment",
+        Some(&live),
+        &config(3, "nginx:1"),
+        "kubectl",
+        false,
+        T2,
+    )
+    .unwrap();
     let annotation = live["metadata"]["annotations"][LAST_APPLIED].clone();
     let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "default", "annotations": {LAST_APPLIED: annotation}}});
-    let result = apply("Deployment", Some(&live), &body, "kubectl-last-applied", false, T3).unwrap();
+    let result = apply(
+        "Deployment",
+        Some(&live),
+        &body,
+        "kubectl-last-applied",
+        false,
+        T3,
+    )
+    .unwrap();
     assert_eq!(result["spec"], live["spec"]);
     assert_eq!(result["metadata"]["labels"], live["metadata"]["labels"]);
     let e = entry(&result, "kubectl-last-applied", "Apply").unwrap();
@@ -202,7 +308,10 @@ fn kubectl_last_applied_metadata_only_apply_keeps_the_spec() {
         e["fieldsV1"],
         json!({"f:metadata": {"f:annotations": {format!("f:{LAST_APPLIED}"): {}}}})
     );
-    assert!(e.get("time").is_none(), "a no-op apply records no time, as in Kubernetes");
+    assert!(
+        e.get("time").is_none(),
+        "a no-op apply records no time, as in Kubernetes"
+    );
 }
 
 #[test]

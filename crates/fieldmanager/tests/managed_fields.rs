@@ -121,16 +121,36 @@ fn fields_v1_table_for_small_objects() {
 #[test]
 fn update_moves_changed_fields_to_the_updater() {
     let mut obj = defaulted_deployment();
-    record_update("Deployment", "apps/v1", None, &mut obj, "kubectl-create", None, T1);
+    record_update(
+        "Deployment",
+        "apps/v1",
+        None,
+        &mut obj,
+        "kubectl-create",
+        None,
+        T1,
+    );
     let old = obj.clone();
     obj["spec"]["replicas"] = json!(5);
     obj["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
-    record_update("Deployment", "apps/v1", Some(&old), &mut obj, "kubectl-edit", None, T2);
+    record_update(
+        "Deployment",
+        "apps/v1",
+        Some(&old),
+        &mut obj,
+        "kubectl-edit",
+        None,
+        T2,
+    );
 
     let creator = entry(&obj, "kubectl-create").unwrap();
     assert_eq!(creator["time"], T1, "the creator's entry is not touched");
     assert!(creator["fieldsV1"]["f:spec"].get("f:replicas").is_none());
-    assert!(creator["fieldsV1"]["f:spec"].get("f:revisionHistoryLimit").is_some());
+    assert!(
+        creator["fieldsV1"]["f:spec"]
+            .get("f:revisionHistoryLimit")
+            .is_some()
+    );
     let app = &creator["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"];
     assert!(app.get("f:image").is_none());
     assert!(app.get("f:name").is_some());
@@ -143,7 +163,10 @@ fn update_moves_changed_fields_to_the_updater() {
         json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:image": {}}}}}}})
     );
     let managers: Vec<Value> = entries(&obj).iter().map(|e| e["manager"].clone()).collect();
-    assert_eq!(managers, vec![json!("kubectl-create"), json!("kubectl-edit")]);
+    assert_eq!(
+        managers,
+        vec![json!("kubectl-create"), json!("kubectl-edit")]
+    );
 }
 
 #[test]
@@ -154,7 +177,10 @@ fn update_in_place_drops_empty_entries_and_removed_fields() {
     let old = obj.clone();
     obj["data"]["a"] = json!("2");
     record_update("ConfigMap", "v1", Some(&old), &mut obj, "editor", None, T1);
-    assert_eq!(entry(&obj, "creator").unwrap()["fieldsV1"], json!({"f:data": {}}));
+    assert_eq!(
+        entry(&obj, "creator").unwrap()["fieldsV1"],
+        json!({"f:data": {}})
+    );
     // The same writer again: one entry, updated in place with the new time.
     let old = obj.clone();
     obj["data"]["b"] = json!("3");
@@ -176,7 +202,15 @@ fn update_in_place_drops_empty_entries_and_removed_fields() {
     assert!(entry(&obj, "janitor").is_none());
     // A no-op write keeps everything as it was.
     let old = obj.clone();
-    record_update("ConfigMap", "v1", Some(&old), &mut obj, "idle", None, "2030-01-01T00:00:00Z");
+    record_update(
+        "ConfigMap",
+        "v1",
+        Some(&old),
+        &mut obj,
+        "idle",
+        None,
+        "2030-01-01T00:00:00Z",
+    );
     assert_eq!(obj, old);
     // Removing the whole map empties both entries, which are dropped with managedFields.
     let old = obj.clone();
@@ -207,7 +241,11 @@ fn status_subresource_writes_are_recorded_separately() {
         json!({"f:status": {"f:observedGeneration": {}, "f:replicas": {}}})
     );
     // A main-resource write never owns status.
-    assert!(entry(&obj, "kubectl").unwrap()["fieldsV1"].get("f:status").is_none());
+    assert!(
+        entry(&obj, "kubectl").unwrap()["fieldsV1"]
+            .get("f:status")
+            .is_none()
+    );
 }
 
 #[test]
@@ -216,6 +254,14 @@ fn managed_fields_can_be_reset_with_one_empty_entry() {
     record_update("ConfigMap", "v1", None, &mut obj, "creator", None, T1);
     let old = obj.clone();
     obj["metadata"]["managedFields"] = json!([{}]);
-    record_update("ConfigMap", "v1", Some(&old), &mut obj, "resetter", None, T2);
+    record_update(
+        "ConfigMap",
+        "v1",
+        Some(&old),
+        &mut obj,
+        "resetter",
+        None,
+        T2,
+    );
     assert!(obj["metadata"].get("managedFields").is_none());
 }

@@ -74,7 +74,8 @@ fn the_user_session_of_the_api_server_issue() {
     assert_eq!(probe["successThreshold"], 1);
     assert_eq!(probe["failureThreshold"], 3);
     assert!(d["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
-    assert!(d["metadata"]["managedFields"].as_array().is_some_and(|m| !m.is_empty()));
+    let with_fields = s.get_json(&["deploy", "random-generator", "--show-managed-fields"]);
+    assert!(with_fields["metadata"]["managedFields"].as_array().is_some_and(|m| !m.is_empty()), "{with_fields}");
     let yaml = s.ok(&["get", "deploy", "random-generator", "-o", "yaml"]);
     assert!(yaml.contains("kubectl.kubernetes.io/last-applied-configuration"), "{yaml}");
 
@@ -138,7 +139,7 @@ fn the_user_session_of_the_api_server_issue() {
     let err = s.fails(&["apply", "--server-side", "-f", seed]);
     assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
     assert!(s.ok(&["apply", "--server-side", "--force-conflicts", "-f", seed]).contains("serverside-applied"));
-    let d = s.get_json(&["deploy", "random-generator"]);
+    let d = s.get_json(&["deploy", "random-generator", "--show-managed-fields"]);
     assert_eq!(d["spec"]["replicas"], 3);
     let managers: Vec<&str> = d["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
     assert!(managers.contains(&"kubectl"), "{managers:?}");

@@ -7,6 +7,14 @@
 //!   across restarts), is durable when the call returns, and produces exactly one watch event.
 //! - A write either commits whole or leaves no trace (one SQLite transaction).
 //! - Writes are serialised; reads never block on SQLite.
+//!
+//! Design: all current objects live in an in-memory index (`Arc<Value>` per object), loaded
+//! at open, so `get` and `list` never touch SQLite. Writes use group commit: concurrent
+//! writers queue up and one of them (the leader) commits every queued write in one
+//! transaction with one fsync; each write still gets its own revision and event, in queue
+//! order, and a failed precondition affects only its own write. A file lock
+//! (`<db>.lock`) stops a second store from opening the same database. Watchers get a bounded
+//! channel; one that falls `watch_buffer` events behind is dropped (its channel closes).
 
 mod hub;
 mod index;
@@ -19,8 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
-use writer::{Op, Request};
+use writer::Op;
 
 /// Identifies one object: the resource's storage prefix (`apps/deployments`), its namespace
 /// (`""` for cluster-scoped objects) and its name.
@@ -104,6 +111,9 @@ pub struct StoreOptions {
     pub history_limit: usize,
     /// How many undelivered live events a watcher may have queued before it is dropped.
     pub watch_buffer: usize,
+    /// How long a commit waits for a lock held by an outside SQLite connection (e.g. an
+    /// operator's `sqlite3` shell) before failing with `Storage`.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -111,6 +121,7 @@ impl Default for StoreOptions {
         StoreOptions {
             history_limit: 10_000,
             watch_buffer: 1_000,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -127,33 +138,26 @@ impl StoreOptions {
         self.watch_buffer = events;
         self
     }
+
+    /// These options with a commit lock wait of `timeout`.
+    pub fn with_busy_timeout(mut self, timeout: std::time::Duration) -> StoreOptions {
+        self.busy_timeout = timeout;
+        self
+    }
 }
 
-/// State shared by the handles and the writer thread.
+/// State shared by the handles.
 pub(crate) struct Shared {
-    /// Current objects and the latest committed revision; written only by the writer thread.
+    /// Current objects and the latest committed revision; written only by the write leader.
     pub(crate) index: RwLock<Index>,
     /// Watch subscribers and history; events are published under this lock.
     pub(crate) hub: Mutex<Hub>,
 }
 
-/// Owns the writer thread: dropping the last handle lets queued writes finish, then closes
-/// the database and releases the file lock.
+/// What the handles share: the state and the write path (which owns the connection).
 struct Inner {
-    shared: Arc<Shared>,
-    queue: Option<mpsc::Sender<Request>>,
-    writer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.queue.take();
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!("store writer thread panicked");
-        }
-    }
+    shared: Shared,
+    writer: writer::Writer,
 }
 
 /// The store. Cheap to clone (shared handle).
@@ -224,24 +228,16 @@ impl Store {
         lock: Option<std::fs::File>,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
-        sql::configure(&conn, in_memory)?;
+        sql::configure(&conn, in_memory, options.busy_timeout)?;
         let index = sql::load(&conn)?;
         let hub = Hub::new(index.revision, options.history_limit, options.watch_buffer);
-        let shared = Arc::new(Shared {
-            index: RwLock::new(index),
-            hub: Mutex::new(hub),
-        });
-        let (queue, requests) = mpsc::channel();
-        let writer_shared = Arc::clone(&shared);
-        let writer = std::thread::Builder::new()
-            .name("slipway-store-writer".into())
-            .spawn(move || writer::run(conn, writer_shared, requests, lock))
-            .map_err(|e| StoreError::Storage(format!("starting the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
-                shared,
-                queue: Some(queue),
-                writer: Some(writer),
+                shared: Shared {
+                    index: RwLock::new(index),
+                    hub: Mutex::new(hub),
+                },
+                writer: writer::Writer::new(conn, lock),
             }),
         })
     }
@@ -339,19 +335,9 @@ impl Store {
         self.inner.shared.hub.lock().subscribe(filter, after)
     }
 
-    /// Queues a write for the writer thread and blocks until it is durable (or refused).
+    /// Queues a write and blocks until it is durable (or refused).
     fn submit(&self, key: &Key, op: Op) -> Result<Arc<Value>, StoreError> {
-        let stopped = || StoreError::Storage("the store writer has stopped".into());
-        let queue = self.inner.queue.as_ref().ok_or_else(stopped)?;
-        let (reply, outcome) = mpsc::sync_channel(1);
-        queue
-            .send(Request {
-                key: key.clone(),
-                op,
-                reply,
-            })
-            .map_err(|_| stopped())?;
-        outcome.recv().map_err(|_| stopped())?
+        self.inner.writer.submit(&self.inner.shared, key, op)
     }
 }
 

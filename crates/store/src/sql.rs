@@ -2,9 +2,10 @@
 
 use crate::index::{Entry, Index};
 use crate::{Key, StoreError};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
@@ -32,7 +33,12 @@ INSERT OR IGNORE INTO meta (id, revision) VALUES (0, 0);
 
 /// Sets the durability pragmas: WAL with a full sync on every commit, so an acknowledged
 /// write survives `kill -9` and power loss.
-pub(crate) fn configure(conn: &Connection, in_memory: bool) -> Result<(), StoreError> {
+/// `busy_timeout` bounds how long a write waits for a lock held by another connection.
+pub(crate) fn configure(
+    conn: &Connection,
+    in_memory: bool,
+    busy_timeout: Duration,
+) -> Result<(), StoreError> {
     if !in_memory {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
@@ -44,7 +50,7 @@ pub(crate) fn configure(conn: &Connection, in_memory: bool) -> Result<(), StoreE
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(busy_timeout)?;
     conn.execute_batch(SCHEMA)?;
     Ok(())
 }
@@ -116,7 +122,7 @@ pub(crate) fn write_batch(
     changes: &[RowChange<'_>],
     revision: u64,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut put = tx.prepare_cached(
             "INSERT INTO objects (prefix, namespace, name, revision, object)

@@ -1,17 +1,20 @@
-//! The writer thread: group commit. It takes every pending write from the queue, checks each
-//! precondition against the in-memory state in queue order, commits all accepted writes in
-//! one transaction (one fsync), then updates the index, publishes the events and answers
-//! every caller.
+//! Group commit without a dedicated thread. Callers queue their write; the first caller to
+//! find no active leader becomes the leader and commits everything queued (up to a batch
+//! limit) in one transaction with one fsync, checking each precondition against the
+//! in-memory state in queue order. It then updates the index, publishes the events, answers
+//! every caller and hands leadership to the next queued caller, if any. An uncontended write
+//! thus runs on its caller's thread with no hand-off; under load, writes share fsyncs.
 
 use crate::index::{Entry, Index};
 use crate::sql::{self, RowChange};
 use crate::{Event, EventType, Key, Shared, StoreError};
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use serde_json::Value;
 use slipway_core::meta;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 
 /// The most writes committed in one transaction; bounds the latency of a batch.
 const MAX_BATCH: usize = 512;
@@ -32,33 +35,109 @@ pub(crate) enum Op {
     Delete { expected: Option<u64> },
 }
 
-/// One queued write and where to send its outcome.
-pub(crate) struct Request {
-    pub key: Key,
-    pub op: Op,
-    pub reply: SyncSender<Reply>,
+/// What a waiting caller is told.
+enum Signal {
+    /// Your write is decided.
+    Done(Reply),
+    /// You are the leader now: commit the queue.
+    Lead,
 }
 
-/// Runs until every `Store` handle (and so the queue's sender) is gone, then closes the
-/// database. `_lock` is held for as long as the connection is open.
-pub(crate) fn run(
-    mut conn: Connection,
-    shared: Arc<Shared>,
-    queue: Receiver<Request>,
+/// One queued write and where to signal its caller.
+struct Request {
+    key: Key,
+    op: Op,
+    signal: SyncSender<Signal>,
+}
+
+/// Writes waiting for a leader.
+struct Queue {
+    pending: VecDeque<Request>,
+    /// Whether some caller is leading (committing) right now.
+    leader_active: bool,
+}
+
+/// The write path: the connection and the queue of pending writes.
+pub(crate) struct Writer {
+    /// Locked only by the leader, so never contended.
+    conn: Mutex<Connection>,
+    queue: Mutex<Queue>,
+    /// The database lock file; declared after `conn` so it is released after the close.
     _lock: Option<std::fs::File>,
-) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Storage("the store write path failed".into())
+}
+
+impl Writer {
+    /// A write path over `conn`; `lock` is held for as long as the writer lives.
+    pub(crate) fn new(conn: Connection, lock: Option<std::fs::File>) -> Writer {
+        Writer {
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Queue {
+                pending: VecDeque::new(),
+                leader_active: false,
+            }),
+            _lock: lock,
+        }
+    }
+
+    /// Queues a write and blocks until it is durable (or refused), leading the commit when
+    /// no one else is.
+    pub(crate) fn submit(&self, shared: &Shared, key: &Key, op: Op) -> Reply {
+        let (signal, inbox) = mpsc::sync_channel(1);
+        let lead_now = {
+            let mut queue = self.queue.lock();
+            queue.pending.push_back(Request {
+                key: key.clone(),
+                op,
+                signal,
+            });
+            !std::mem::replace(&mut queue.leader_active, true)
+        };
+        if lead_now {
+            self.lead(shared);
+        }
+        loop {
+            match inbox.recv() {
+                Ok(Signal::Done(reply)) => return reply,
+                Ok(Signal::Lead) => self.lead(shared),
+                // Only if a leader panicked mid-batch and dropped this request.
+                Err(_) => return Err(stopped()),
             }
         }
-        process_batch(&mut conn, &shared, batch);
     }
-    if let Err((_, e)) = conn.close() {
-        tracing::warn!(error = %e, "closing the store database failed");
+
+    /// Commits one batch from the queue, then hands leadership on (also when unwinding).
+    fn lead(&self, shared: &Shared) {
+        let _handoff = Handoff { writer: self };
+        let batch: Vec<Request> = {
+            let mut queue = self.queue.lock();
+            let take = queue.pending.len().min(MAX_BATCH);
+            queue.pending.drain(..take).collect()
+        };
+        let mut conn = self.conn.lock();
+        process_batch(&mut conn, shared, batch);
+    }
+}
+
+/// Passes leadership to the oldest queued caller, or ends it when the queue is empty.
+struct Handoff<'a> {
+    writer: &'a Writer,
+}
+
+impl Drop for Handoff<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.writer.queue.lock();
+        while let Some(next) = queue.pending.front() {
+            // A queued caller is blocked on its inbox, which is empty: the send succeeds.
+            if next.signal.try_send(Signal::Lead).is_ok() {
+                return;
+            }
+            queue.pending.pop_front();
+        }
+        queue.leader_active = false;
     }
 }
 
@@ -189,7 +268,7 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut senders = Vec::with_capacity(batch.len());
     {
-        // Only this thread mutates the index, so a read guard held across evaluation sees
+        // Only the leader mutates the index, so a read guard held across evaluation sees
         // exactly the committed state.
         let index = shared.index.read();
         let mut staged = Staged {
@@ -198,7 +277,7 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
             next_revision: index.revision,
         };
         for (position, request) in batch.into_iter().enumerate() {
-            senders.push(request.reply);
+            senders.push(request.signal);
             match staged.evaluate(&request.key, request.op) {
                 Ok(Decision::Write(event)) => {
                     accepted.push(Accepted {
@@ -231,7 +310,7 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
             // Preconditions in this batch may have been judged against writes that are now
             // lost, so every caller in the batch gets the storage error.
             for sender in senders {
-                let _ = sender.send(Err(e.clone()));
+                let _ = sender.try_send(Signal::Done(Err(e.clone())));
             }
             return;
         }
@@ -261,7 +340,121 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
     for (sender, reply) in senders.into_iter().zip(replies) {
         // A caller that gave up waiting is not an error; its write is committed anyway.
         if let Some(reply) = reply {
-            let _ = sender.send(reply);
+            let _ = sender.try_send(Signal::Done(reply));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Filter, Hub};
+    use parking_lot::RwLock;
+    use serde_json::json;
+    use std::sync::mpsc::Receiver;
+    use std::time::Duration;
+
+    fn key(name: &str) -> Key {
+        Key {
+            prefix: "p".into(),
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn request(name: &str, op: Op) -> (Request, Receiver<Signal>) {
+        let (signal, inbox) = mpsc::sync_channel(1);
+        let request = Request {
+            key: key(name),
+            op,
+            signal,
+        };
+        (request, inbox)
+    }
+
+    fn outcome(inbox: &Receiver<Signal>) -> Reply {
+        match inbox.try_recv() {
+            Ok(Signal::Done(reply)) => reply,
+            Ok(Signal::Lead) => panic!("unexpected leadership signal"),
+            Err(e) => panic!("no reply: {e}"),
+        }
+    }
+
+    fn rv(reply: &Reply) -> String {
+        let obj = reply.as_ref().expect("write succeeded");
+        meta::resource_version(obj).to_string()
+    }
+
+    #[test]
+    fn failed_preconditions_in_a_batch_do_not_disturb_the_others() {
+        let mut conn = Connection::open_in_memory().expect("sqlite");
+        sql::configure(&conn, true, Duration::from_millis(10)).expect("schema");
+        let shared = Shared {
+            index: RwLock::new(Index::default()),
+            hub: Mutex::new(Hub::new(0, 100, 100)),
+        };
+        let mut watcher = shared
+            .hub
+            .lock()
+            .subscribe(
+                Filter {
+                    prefix: None,
+                    namespace: None,
+                },
+                0,
+            )
+            .expect("watch");
+        let update = |v: u64, expected| Op::Update {
+            object: json!({"v": v}),
+            expected,
+        };
+        let (requests, inboxes): (Vec<Request>, Vec<Receiver<Signal>>) = [
+            request("a", Op::Create(json!({"v": 1}))),      // rev 1
+            request("a", Op::Create(json!({"v": 2}))),      // exists
+            request("a", update(3, Some(1))),               // rev 2
+            request("a", update(4, Some(1))),               // stale
+            request("b", Op::Delete { expected: None }),    // missing
+            request("b", Op::Create(json!({"v": 5}))),      // rev 3
+            request("a", update(3, None)),                  // unchanged
+            request("a", Op::Delete { expected: Some(2) }), // rev 4
+        ]
+        .into_iter()
+        .unzip();
+        process_batch(&mut conn, &shared, requests);
+
+        let replies: Vec<Reply> = inboxes.iter().map(outcome).collect();
+        assert_eq!(rv(&replies[0]), "1");
+        assert_eq!(replies[1].as_ref().err(), Some(&StoreError::AlreadyExists));
+        assert_eq!(rv(&replies[2]), "2");
+        assert_eq!(
+            replies[3].as_ref().err(),
+            Some(&StoreError::Conflict { current: 2 })
+        );
+        assert_eq!(replies[4].as_ref().err(), Some(&StoreError::NotFound));
+        assert_eq!(rv(&replies[5]), "3");
+        assert_eq!(rv(&replies[6]), "2", "no-op returns the current object");
+        assert_eq!(rv(&replies[7]), "4");
+
+        let index = shared.index.read();
+        assert_eq!(index.revision, 4);
+        assert!(index.get(&key("a")).is_none());
+        assert_eq!(index.get(&key("b")).expect("b").object["v"], 5);
+        let mut events = Vec::new();
+        while let Ok(e) = watcher.events.try_recv() {
+            events.push((e.revision, e.kind));
+        }
+        assert_eq!(
+            events,
+            vec![
+                (1, EventType::Added),
+                (2, EventType::Modified),
+                (3, EventType::Added),
+                (4, EventType::Deleted)
+            ]
+        );
+        let loaded = sql::load(&conn).expect("load");
+        assert_eq!(loaded.revision, 4);
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded.get(&key("b")).expect("b").revision, 3);
     }
 }

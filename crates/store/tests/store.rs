@@ -433,6 +433,43 @@ fn concurrent_compare_and_swap_loses_no_increment() {
     );
 }
 
+#[test]
+fn a_failed_commit_leaves_no_trace() {
+    let (_dir, path) = temp_db();
+    let options = StoreOptions::default().with_busy_timeout(Duration::from_millis(20));
+    let store = Store::open_with_options(&path, options).expect("open");
+    store
+        .create(&key("p", "", "a"), object("a", "1"))
+        .expect("create");
+    let mut watcher = store.watch(None, None, 1).expect("watch");
+
+    // An outside connection holds the write lock, so the store's commit fails.
+    let outside = rusqlite::Connection::open(&path).expect("outside connection");
+    outside
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let failed = store.create(&key("p", "", "b"), object("b", "1"));
+    assert!(matches!(failed, Err(StoreError::Storage(_))), "{failed:?}");
+    assert_eq!(store.get(&key("p", "", "b")), None);
+    assert_eq!(store.revision(), 1);
+    assert!(matches!(
+        watcher.events.try_recv(),
+        Err(TryRecvError::Empty)
+    ));
+
+    outside.execute_batch("ROLLBACK").expect("release the lock");
+    drop(outside);
+    let b = store
+        .create(&key("p", "", "b"), object("b", "1"))
+        .expect("retry");
+    assert_eq!(rv(&b), 2, "the failed write used no revision");
+    assert_eq!(revisions(&drain(&mut watcher)), vec![2]);
+    drop(store);
+    let reopened = Store::open(&path).expect("reopen");
+    assert_eq!(reopened.revision(), 2);
+    assert_eq!(reopened.len(), 2);
+}
+
 // ---- durability under SIGKILL -------------------------------------------------------------
 
 const CHILD_DB_ENV: &str = "SLIPWAY_STORE_DURABILITY_CHILD_DB";

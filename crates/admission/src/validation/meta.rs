@@ -84,13 +84,25 @@ fn owner_references(meta: &ObjectMeta, path: &Path, errs: &mut Errors) {
             ));
         }
         if r.kind.is_empty() {
-            errs.push(FieldError::invalid(path.child("kind"), "\"\"", "must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("kind"),
+                "\"\"",
+                "must not be empty",
+            ));
         }
         if r.name.is_empty() {
-            errs.push(FieldError::invalid(path.child("name"), "\"\"", "must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("name"),
+                "\"\"",
+                "must not be empty",
+            ));
         }
         if r.uid.is_empty() {
-            errs.push(FieldError::invalid(path.child("uid"), "\"\"", "must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("uid"),
+                "\"\"",
+                "must not be empty",
+            ));
         }
         if r.controller == Some(true) {
             controllers.push(r.name.clone());
@@ -149,12 +161,22 @@ fn finalizers(meta: &ObjectMeta, path: &Path, errs: &mut Errors) {
 }
 
 /// `ValidateObjectMeta` for create.
-pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule, path: &Path, errs: &mut Errors) {
+pub fn object_meta(
+    meta: &ObjectMeta,
+    namespaced: bool,
+    rule: NameRule,
+    path: &Path,
+    errs: &mut Errors,
+) {
     let name = meta.name.as_deref().unwrap_or("");
     let generate_name = meta.generate_name.as_deref().unwrap_or("");
     if !generate_name.is_empty() {
         for msg in rule.check(generate_name, true) {
-            errs.push(FieldError::invalid(path.child("generateName"), quote(generate_name), msg));
+            errs.push(FieldError::invalid(
+                path.child("generateName"),
+                quote(generate_name),
+                msg,
+            ));
         }
     }
     if name.is_empty() {
@@ -176,13 +198,24 @@ pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule, path: &P
             errs.push(FieldError::required(path.child("namespace"), ""));
         } else {
             for msg in names::dns1123_label(namespace) {
-                errs.push(FieldError::invalid(path.child("namespace"), quote(namespace), msg));
+                errs.push(FieldError::invalid(
+                    path.child("namespace"),
+                    quote(namespace),
+                    msg,
+                ));
             }
         }
     } else if !namespace.is_empty() {
-        errs.push(FieldError::forbidden(path.child("namespace"), "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            path.child("namespace"),
+            "not allowed on this type",
+        ));
     }
-    non_negative(meta.generation.unwrap_or(0), &path.child("generation"), errs);
+    non_negative(
+        meta.generation.unwrap_or(0),
+        &path.child("generation"),
+        errs,
+    );
     labels(meta.labels.as_ref(), &path.child("labels"), errs);
     annotations(meta.annotations.as_ref(), &path.child("annotations"), errs);
     owner_references(meta, &path.child("ownerReferences"), errs);
@@ -193,7 +226,13 @@ pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule, path: &P
 /// references and finalizers are checked again.
 pub fn object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Path, errs: &mut Errors) {
     let s = |v: &Option<String>| v.clone().unwrap_or_default();
-    immutable(&s(&new.name), &s(&old.name), &path.child("name"), |v| quote(v), errs);
+    immutable(
+        &s(&new.name),
+        &s(&old.name),
+        &path.child("name"),
+        |v| quote(v),
+        errs,
+    );
     immutable(
         &s(&new.namespace),
         &s(&old.namespace),
@@ -203,16 +242,22 @@ pub fn object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Path, errs:
     );
     // the server copies uid and creationTimestamp from the stored object when absent
     if !s(&new.uid).is_empty() {
-        immutable(&s(&new.uid), &s(&old.uid), &path.child("uid"), |v| quote(v), errs);
+        immutable(
+            &s(&new.uid),
+            &s(&old.uid),
+            &path.child("uid"),
+            |v| quote(v),
+            errs,
+        );
     }
-    if let (Some(n), Some(o)) = (&new.creation_timestamp, &old.creation_timestamp) {
-        if n != o {
-            errs.push(FieldError::invalid(
-                path.child("creationTimestamp"),
-                n.0.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
-                "field is immutable",
-            ));
-        }
+    if let (Some(n), Some(o)) = (&new.creation_timestamp, &old.creation_timestamp)
+        && n != o
+    {
+        errs.push(FieldError::invalid(
+            path.child("creationTimestamp"),
+            n.0.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
+            "field is immutable",
+        ));
     }
     labels(new.labels.as_ref(), &path.child("labels"), errs);
     annotations(new.annotations.as_ref(), &path.child("annotations"), errs);

@@ -51,6 +51,12 @@ impl fmt::Display for Path {
     }
 }
 
+impl From<Path> for String {
+    fn from(p: Path) -> String {
+        p.0
+    }
+}
+
 impl From<&Path> for String {
     fn from(p: &Path) -> String {
         p.0.clone()
@@ -97,7 +103,7 @@ fn run<T: DeserializeOwned>(
     info: &ResourceInfo,
     new: &Value,
     old: Option<&Value>,
-    check: fn(&T, Option<&T>) -> Errors,
+    check: impl Fn(&T, Option<&T>) -> Errors,
 ) -> Result<Errors, ApiError> {
     let new_typed: T = parse(info, new)?;
     let old_typed: Option<T> = old.map(|o| parse(info, o)).transpose()?;
@@ -114,8 +120,12 @@ pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result
         "Event" => run::<Event>(info, new, old, core_kinds::event)?,
         "ConfigMap" => run::<ConfigMap>(info, new, old, core_kinds::config_map)?,
         "Secret" => run::<Secret>(info, new, old, core_kinds::secret)?,
-        "Deployment" => run::<Deployment>(info, new, old, apps::deployment)?,
-        "ReplicaSet" => run::<ReplicaSet>(info, new, old, apps::replica_set)?,
+        "Deployment" => run::<Deployment>(info, new, old, |n, o| {
+            apps::deployment(n, o, has_selector(new))
+        })?,
+        "ReplicaSet" => run::<ReplicaSet>(info, new, old, |n, o| {
+            apps::replica_set(n, o, has_selector(new))
+        })?,
         "EndpointSlice" => run::<EndpointSlice>(info, new, old, core_kinds::endpoint_slice)?,
         _ => generic(info, new, old)?,
     };
@@ -130,11 +140,20 @@ pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result
     }
 }
 
+/// Whether the object carries `spec.selector`. The typed form cannot tell a missing selector
+/// from an empty one, and Kubernetes reports them differently.
+fn has_selector(obj: &Value) -> bool {
+    obj.pointer("/spec/selector").is_some_and(|s| !s.is_null())
+}
+
 /// Kinds without a schema here: the API server's common metadata checks only.
 fn generic(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<Errors, ApiError> {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     let meta_of = |v: &Value| -> Result<ObjectMeta, ApiError> {
-        let m = v.get("metadata").cloned().unwrap_or(Value::Object(Default::default()));
+        let m = v
+            .get("metadata")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         serde_json::from_value(m).map_err(|e| ApiError::bad_request(format!("metadata: {e}")))
     };
     let new_meta = meta_of(new)?;
