@@ -314,7 +314,7 @@ fn tolerates(tolerations: &[Toleration], key: &str) -> bool {
 
 /// Pod: `SetDefaults_Pod`, the pod spec, and on create what the registry and the default
 /// admission plugins add (service account, not-ready/unreachable tolerations, priority,
-/// status `Pending` with the QoS class).
+/// status `Pending` with the QoS class when no phase is set).
 pub fn pod(p: &mut Pod, _shape: &mut Shape, create: bool) {
     let spec = p.spec.get_or_insert_with(Default::default);
     pod_spec(spec);
@@ -368,12 +368,11 @@ pub fn pod(p: &mut Pod, _shape: &mut Shape, create: bool) {
         spec.priority.get_or_insert(0);
     }
     set_if_empty(&mut spec.preemption_policy, "PreemptLowerPriority");
-    if p.status.is_none() {
-        p.status = Some(PodStatus {
-            phase: Some("Pending".into()),
-            qos_class: Some(qos_class(spec).into()),
-            ..Default::default()
-        });
+    let qos = qos_class(spec);
+    let status = p.status.get_or_insert_with(PodStatus::default);
+    if status.phase.as_deref().unwrap_or("").is_empty() {
+        status.phase = Some("Pending".into());
+        status.qos_class = Some(qos.into());
     }
 }
 
