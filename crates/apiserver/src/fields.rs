@@ -63,15 +63,23 @@ mod tests {
 
     #[test]
     fn reads_pod_and_event_fields() {
-        let pod = json!({"metadata":{"name":"p"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}});
+        let pod =
+            json!({"metadata":{"name":"p"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}});
         assert_eq!(value(&pod, "status.phase").as_deref(), Some("Running"));
         assert_eq!(value(&pod, "spec.nodeName").as_deref(), Some("n1"));
-        let ev = json!({"involvedObject":{"uid":"u"},"source":{"component":"deployment-controller"}});
+        let ev =
+            json!({"involvedObject":{"uid":"u"},"source":{"component":"deployment-controller"}});
         assert_eq!(value(&ev, "involvedObject.uid").as_deref(), Some("u"));
-        assert_eq!(value(&ev, "source").as_deref(), Some("deployment-controller"));
+        assert_eq!(
+            value(&ev, "source").as_deref(),
+            Some("deployment-controller")
+        );
         let events = lookup("", "v1", "events").unwrap();
         assert!(supported(events).contains(&"involvedObject.name"));
         let deploys = lookup("apps", "v1", "deployments").unwrap();
-        assert_eq!(supported(deploys), vec!["metadata.name", "metadata.namespace"]);
+        assert_eq!(
+            supported(deploys),
+            vec!["metadata.name", "metadata.namespace"]
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! Work the API server does on its own: the built-in namespaces, the namespace lifecycle
 //! (a deleted namespace is emptied, then removed), and the time-to-live of Events.
 
+use crate::query::Query;
 use crate::rest::{DeleteOptions, Rest, key};
 use crate::target::ResourceTarget;
-use crate::query::Query;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use slipway_core::{meta, resources};
@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// Namespaces that exist from the start, as on a new cluster.
-pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const BUILTIN_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the built-in namespaces that are missing.
 pub fn ensure_builtin_namespaces(rest: &Rest) -> Result<(), slipway_core::ApiError> {
@@ -20,7 +21,12 @@ pub fn ensure_builtin_namespaces(rest: &Rest) -> Result<(), slipway_core::ApiErr
         if rest.store().get(&key(info, None, ns)).is_some() {
             continue;
         }
-        let t = ResourceTarget { info, namespace: None, name: None, subresource: None };
+        let t = ResourceTarget {
+            info,
+            namespace: None,
+            name: None,
+            subresource: None,
+        };
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         match rest.create(&t, &Query::default(), body, "slipway") {
             Ok(_) => {}
@@ -57,7 +63,9 @@ pub async fn run_namespace_controller(rest: Rest) {
         // Wait for a change that matters: a namespace write, or a write inside a
         // terminating namespace (content going away).
         loop {
-            let Some(ev) = watcher.events.recv().await else { break };
+            let Some(ev) = watcher.events.recv().await else {
+                break;
+            };
             if ev.key.prefix == ns_prefix || terminating.contains(&ev.key.namespace) {
                 break;
             }
@@ -82,11 +90,14 @@ fn finalize_namespace(rest: &Rest, ns: &str) {
                 name: Some(meta::name(&obj).to_string()),
                 subresource: None,
             };
-            let opts = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
-            if let Err(e) = rest.delete(&t, &opts) {
-                if e.code != 404 {
-                    tracing::warn!(namespace = ns, name = meta::name(&obj), error = %e, "deleting namespace content failed");
-                }
+            let opts = DeleteOptions {
+                propagation_policy: Some("Background".into()),
+                ..DeleteOptions::default()
+            };
+            if let Err(e) = rest.delete(&t, &opts)
+                && e.code != 404
+            {
+                tracing::warn!(namespace = ns, name = meta::name(&obj), error = %e, "deleting namespace content failed");
             }
         }
     }
@@ -105,23 +116,31 @@ fn finalize_namespace(rest: &Rest, ns: &str) {
 
 /// The time an Event was last seen.
 fn event_time(ev: &Value) -> Option<DateTime<Utc>> {
-    ["/lastTimestamp", "/eventTime", "/firstTimestamp", "/metadata/creationTimestamp"]
-        .iter()
-        .filter_map(|p| ev.pointer(p).and_then(Value::as_str))
-        .find_map(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
+    [
+        "/lastTimestamp",
+        "/eventTime",
+        "/firstTimestamp",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .filter_map(|p| ev.pointer(p).and_then(Value::as_str))
+    .find_map(|s| DateTime::parse_from_rfc3339(s).ok())
+    .map(|t| t.with_timezone(&Utc))
 }
 
 /// Deletes Events older than `ttl`, once per `ttl / 10` (at most once a minute).
 pub async fn run_event_ttl(rest: Rest, ttl: Duration) {
     let info = resources::lookup("", "v1", "events").expect("events are served");
-    let period = (ttl / 10).max(Duration::from_secs(1)).min(Duration::from_secs(60));
+    let period = (ttl / 10)
+        .max(Duration::from_secs(1))
+        .min(Duration::from_secs(60));
     let mut ticker = tokio::time::interval(period);
     loop {
         ticker.tick().await;
         let rest = rest.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            let cutoff = rest.now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+            let cutoff =
+                rest.now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
             let (events, _) = rest.store().list(&info.storage_prefix(), None);
             for ev in events {
                 if event_time(&ev).is_some_and(|t| t < cutoff) {
@@ -141,7 +160,10 @@ mod tests {
     #[test]
     fn event_time_prefers_last_seen() {
         let ev = json!({"lastTimestamp": "2026-01-01T00:00:10Z", "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
-        assert_eq!(event_time(&ev).unwrap().to_rfc3339(), "2026-01-01T00:00:10+00:00");
+        assert_eq!(
+            event_time(&ev).unwrap().to_rfc3339(),
+            "2026-01-01T00:00:10+00:00"
+        );
         let bare = json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
         assert!(event_time(&bare).is_some());
         assert!(event_time(&json!({})).is_none());

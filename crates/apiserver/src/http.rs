@@ -42,7 +42,11 @@ pub struct Metrics {
 
 impl Metrics {
     fn record(&self, verb: &str, resource: &str, code: u16) {
-        *self.requests.lock().entry((verb.to_string(), resource.to_string(), code)).or_insert(0) += 1;
+        *self
+            .requests
+            .lock()
+            .entry((verb.to_string(), resource.to_string(), code))
+            .or_insert(0) += 1;
     }
 
     /// Prometheus text exposition of the counters.
@@ -105,7 +109,7 @@ fn encode(code: u16, repr: Representation, body: &Value, warnings: &[String]) ->
     resp
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -118,8 +122,13 @@ fn authenticated(state: &AppState, headers: &HeaderMap) -> bool {
 /// Entry point of every request.
 pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().to_string();
-    let public = matches!(path.as_str(), "/version" | "/healthz" | "/livez" | "/readyz");
+    let path = percent_encoding::percent_decode_str(parts.uri.path())
+        .decode_utf8_lossy()
+        .to_string();
+    let public = matches!(
+        path.as_str(),
+        "/version" | "/healthz" | "/livez" | "/readyz"
+    );
     if !public && !authenticated(&state, &parts.headers) {
         return error_response(&ApiError::unauthorized());
     }
@@ -129,14 +138,32 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
     };
     let accept = header_str(&parts.headers, header::ACCEPT);
     let result = match path.as_str() {
-        "/version" => Ok(json_response(200, "application/json", &slipway_discovery::version_info())),
-        "/healthz" | "/livez" | "/readyz" => Ok(bytes_response(200, "text/plain; charset=utf-8", Bytes::from_static(b"ok"))),
-        "/metrics" => Ok(bytes_response(200, "text/plain; version=0.0.4", Bytes::from(state.metrics.render()))),
+        "/version" => Ok(json_response(
+            200,
+            "application/json",
+            &slipway_discovery::version_info(),
+        )),
+        "/healthz" | "/livez" | "/readyz" => Ok(bytes_response(
+            200,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"ok"),
+        )),
+        "/metrics" => Ok(bytes_response(
+            200,
+            "text/plain; version=0.0.4",
+            Bytes::from(state.metrics.render()),
+        )),
         "/openapi/v2" => Err(ApiError::path_not_found()),
-        "/openapi/v3" => Ok(json_response(200, "application/json", &slipway_discovery::openapi_v3_index())),
-        p if p.starts_with("/openapi/v3/") => slipway_discovery::openapi_v3_document(&p["/openapi/v3/".len()..])
-            .map(|doc| json_response(200, "application/json", &doc))
-            .ok_or_else(ApiError::path_not_found),
+        "/openapi/v3" => Ok(json_response(
+            200,
+            "application/json",
+            &slipway_discovery::openapi_v3_index(),
+        )),
+        p if p.starts_with("/openapi/v3/") => {
+            slipway_discovery::openapi_v3_document(&p["/openapi/v3/".len()..])
+                .map(|doc| json_response(200, "application/json", &doc))
+                .ok_or_else(ApiError::path_not_found)
+        }
         p if p.starts_with("/api") => match target::parse(p) {
             Err(e) => Err(e),
             Ok(Target::CoreDiscovery) => discovery(accept, true, &state),
@@ -150,7 +177,8 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             Ok(Target::Resource(t)) => {
                 let verb = verb_name(&parts.method, &t, &query);
                 let resource = t.info.plural;
-                let resp = resource_request(&state, parts.method, &parts.headers, t, query, body).await;
+                let resp =
+                    resource_request(&state, parts.method, &parts.headers, t, query, body).await;
                 let resp = resp.unwrap_or_else(|e| error_response(&e));
                 state.metrics.record(verb, resource, resp.status().as_u16());
                 return resp;
@@ -179,45 +207,69 @@ fn discovery(accept: Option<&str>, core: bool, state: &AppState) -> Result<Respo
     match negotiate::choose(accept, false, true)? {
         Representation::Aggregated(v) => {
             let body = slipway_discovery::aggregated(core, v);
-            Ok(json_response(200, Representation::Aggregated(v).content_type(), &body))
+            Ok(json_response(
+                200,
+                Representation::Aggregated(v).content_type(),
+                &body,
+            ))
         }
-        _ if core => Ok(json_response(200, "application/json", &slipway_discovery::api_versions(&state.server_address))),
-        _ => Ok(json_response(200, "application/json", &slipway_discovery::api_group_list())),
+        _ if core => Ok(json_response(
+            200,
+            "application/json",
+            &slipway_discovery::api_versions(&state.server_address),
+        )),
+        _ => Ok(json_response(
+            200,
+            "application/json",
+            &slipway_discovery::api_group_list(),
+        )),
     }
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY_BYTES}"));
-    if let Some(len) = header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok()) {
-        if len > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
+    let too_large = || {
+        ApiError::too_large(format!(
+            "Request entity too large: limit is {MAX_BODY_BYTES}"
+        ))
+    };
+    if let Some(len) =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
+        && len > MAX_BODY_BYTES
+    {
+        return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = s.source();
             }
-            source = s.source();
-        }
-        ApiError::bad_request(format!("reading the request body failed: {e}"))
-    })
+            ApiError::bad_request(format!("reading the request body failed: {e}"))
+        })
 }
 
 /// Decodes a create or update body according to its content type.
 fn decode_object(format: BodyFormat, raw: &[u8]) -> Result<Value, ApiError> {
     match format {
-        BodyFormat::Json => serde_json::from_slice(raw)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))),
+        BodyFormat::Json => serde_json::from_slice(raw).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        }),
         BodyFormat::Yaml => parse_object_body(raw),
-        BodyFormat::Protobuf => slipway_codec::decode_protobuf(raw).map_err(|e| ApiError::bad_request(e.to_string())),
+        BodyFormat::Protobuf => {
+            slipway_codec::decode_protobuf(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
         _ => Err(ApiError::unsupported_media_type("not an object body")),
     }
 }
 
 /// Runs a blocking REST call on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("request handler failed: {e}")))?
@@ -232,7 +284,9 @@ async fn resource_request(
     body: Body,
 ) -> Result<Response, ApiError> {
     let accept = header_str(headers, header::ACCEPT);
-    let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("").to_string();
+    let user_agent = header_str(headers, header::USER_AGENT)
+        .unwrap_or("")
+        .to_string();
     let table_ok = t.subresource.is_none() && matches!(method, Method::GET);
     let repr = negotiate::choose(accept, table_ok, false)?;
     let info = t.info;
@@ -247,9 +301,15 @@ async fn resource_request(
             let obj = rest.get(&t)?;
             Ok(object_response(&rest, info, 200, &obj, repr, &q, &[]))
         }
-        (Method::GET, true, Some(Subresource::Scale)) => Ok(encode(200, repr, &rest.get_scale(&t)?, &[])),
+        (Method::GET, true, Some(Subresource::Scale)) => {
+            Ok(encode(200, repr, &rest.get_scale(&t)?, &[]))
+        }
         (Method::GET, true, Some(Subresource::Log)) => crate::logs::serve(state, &t, &q),
-        (_, true, Some(sub @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward))) => {
+        (
+            _,
+            true,
+            Some(sub @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward)),
+        ) => {
             rest.get(&t)?;
             Err(ApiError::bad_request(format!(
                 "pods/{} is not available yet: this server runs no pod processes",
@@ -285,7 +345,8 @@ async fn resource_request(
         (Method::PATCH, true, Some(Subresource::Scale)) => {
             let format = negotiate::body_format(header_str(headers, header::CONTENT_TYPE), true)?;
             let raw = read_body(headers, body).await?;
-            let scale = blocking(move || rest.write_scale(&t, &q, Some(format), &raw, &user_agent)).await?;
+            let scale =
+                blocking(move || rest.write_scale(&t, &q, Some(format), &raw, &user_agent)).await?;
             Ok(encode(200, repr, &scale, &[]))
         }
         (Method::DELETE, true, None) => {
@@ -301,7 +362,13 @@ async fn resource_request(
             let opts = DeleteOptions::parse(&raw, &q)?;
             let q2 = q.clone();
             let page = blocking(move || rest.delete_collection(&t, &q2, &opts)).await?;
-            Ok(list_response(&state.rest, info, &page, &q, Representation::Json))
+            Ok(list_response(
+                &state.rest,
+                info,
+                &page,
+                &q,
+                Representation::Json,
+            ))
         }
         (m, _, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({m})"
@@ -309,9 +376,26 @@ async fn resource_request(
     }
 }
 
-fn written_response(rest: &Rest, info: &ResourceInfo, w: Written, repr: Representation) -> Response {
-    let repr = if matches!(repr, Representation::Table(_)) { Representation::Json } else { repr };
-    object_response(rest, info, w.code, &w.object, repr, &Query::default(), &w.warnings)
+fn written_response(
+    rest: &Rest,
+    info: &ResourceInfo,
+    w: Written,
+    repr: Representation,
+) -> Response {
+    let repr = if matches!(repr, Representation::Table(_)) {
+        Representation::Json
+    } else {
+        repr
+    };
+    object_response(
+        rest,
+        info,
+        w.code,
+        &w.object,
+        repr,
+        &Query::default(),
+        &w.warnings,
+    )
 }
 
 fn object_response(
@@ -326,14 +410,28 @@ fn object_response(
     match repr {
         Representation::Table(_) => {
             let rv = slipway_core::meta::resource_version(obj).to_string();
-            let table = slipway_printers::table(info, &[obj], q.include_object, rest.now(), &rv, None, true);
+            let table = slipway_printers::table(
+                info,
+                &[obj],
+                q.include_object,
+                rest.now(),
+                &rv,
+                None,
+                true,
+            );
             encode(code, repr, &table, warnings)
         }
         _ => encode(code, repr, obj, warnings),
     }
 }
 
-fn list_response(rest: &Rest, info: &ResourceInfo, page: &ListPage, q: &Query, repr: Representation) -> Response {
+fn list_response(
+    rest: &Rest,
+    info: &ResourceInfo,
+    page: &ListPage,
+    q: &Query,
+    repr: Representation,
+) -> Response {
     let rv = page.revision.to_string();
     match repr {
         Representation::Table(_) => {

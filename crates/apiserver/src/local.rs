@@ -24,10 +24,17 @@ pub struct LocalClient {
 impl LocalClient {
     /// A client whose writes are recorded under `manager`.
     pub fn new(rest: Rest, manager: &str) -> LocalClient {
-        LocalClient { rest, manager: manager.to_string() }
+        LocalClient {
+            rest,
+            manager: manager.to_string(),
+        }
     }
 
-    fn target(info: &'static ResourceInfo, namespace: Option<&str>, name: Option<&str>) -> ResourceTarget {
+    fn target(
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> ResourceTarget {
         ResourceTarget {
             info,
             namespace: namespace.filter(|n| !n.is_empty()).map(str::to_string),
@@ -37,7 +44,10 @@ impl LocalClient {
     }
 
     fn query(&self) -> Query {
-        Query { field_manager: Some(self.manager.clone()), ..Query::default() }
+        Query {
+            field_manager: Some(self.manager.clone()),
+            ..Query::default()
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -52,7 +62,12 @@ impl LocalClient {
 }
 
 impl Client for LocalClient {
-    async fn get(&self, info: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Option<Arc<Value>>, ApiError> {
+    async fn get(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Arc<Value>>, ApiError> {
         match self.rest.get(&Self::target(info, namespace, Some(name))) {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
@@ -60,22 +75,40 @@ impl Client for LocalClient {
         }
     }
 
-    async fn list(&self, info: &'static ResourceInfo, namespace: Option<&str>) -> Result<(Vec<Arc<Value>>, String), ApiError> {
-        let page = self.rest.list(&Self::target(info, namespace, None), &Query::default())?;
+    async fn list(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Arc<Value>>, String), ApiError> {
+        let page = self
+            .rest
+            .list(&Self::target(info, namespace, None), &Query::default())?;
         Ok((page.items, page.revision.to_string()))
     }
 
-    async fn watch(&self, info: &'static ResourceInfo, namespace: Option<&str>, resource_version: &str) -> Result<WatchStream, ApiError> {
-        let after: u64 = resource_version
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {resource_version:?}")))?;
-        let mut watcher = match self.rest.store().watch(Some(&info.storage_prefix()), namespace, after) {
-            Ok(w) => w,
-            Err(StoreError::Expired { requested, oldest }) => {
-                return Err(ApiError::expired(format!("too old resource version: {requested} ({oldest})")));
-            }
-            Err(e) => return Err(ApiError::internal(e.to_string())),
-        };
+    async fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        resource_version: &str,
+    ) -> Result<WatchStream, ApiError> {
+        let after: u64 = resource_version.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid resource version: {resource_version:?}"))
+        })?;
+        let mut watcher =
+            match self
+                .rest
+                .store()
+                .watch(Some(&info.storage_prefix()), namespace, after)
+            {
+                Ok(w) => w,
+                Err(StoreError::Expired { requested, oldest }) => {
+                    return Err(ApiError::expired(format!(
+                        "too old resource version: {requested} ({oldest})"
+                    )));
+                }
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+            };
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
             while let Some(ev) = watcher.events.recv().await {
@@ -96,20 +129,27 @@ impl Client for LocalClient {
     async fn create(&self, info: &'static ResourceInfo, obj: Value) -> Result<Value, ApiError> {
         let t = Self::target(info, Some(meta::namespace(&obj)), None);
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.create(&t, &q, obj, &ua).map(|w| (*w.object).clone())).await
+        self.blocking(move |rest| rest.create(&t, &q, obj, &ua).map(|w| (*w.object).clone()))
+            .await
     }
 
     async fn replace(&self, info: &'static ResourceInfo, obj: Value) -> Result<Value, ApiError> {
         let t = Self::target(info, Some(meta::namespace(&obj)), Some(meta::name(&obj)));
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| (*w.object).clone())).await
+        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| (*w.object).clone()))
+            .await
     }
 
-    async fn replace_status(&self, info: &'static ResourceInfo, obj: Value) -> Result<Value, ApiError> {
+    async fn replace_status(
+        &self,
+        info: &'static ResourceInfo,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         let mut t = Self::target(info, Some(meta::namespace(&obj)), Some(meta::name(&obj)));
         t.subresource = Some(Subresource::Status);
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| (*w.object).clone())).await
+        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| (*w.object).clone()))
+            .await
     }
 
     async fn patch(
@@ -128,7 +168,11 @@ impl Client for LocalClient {
         };
         let raw = serde_json::to_vec(&patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.patch(&t, &q, format, &raw, &ua).map(|w| (*w.object).clone())).await
+        self.blocking(move |rest| {
+            rest.patch(&t, &q, format, &raw, &ua)
+                .map(|w| (*w.object).clone())
+        })
+        .await
     }
 
     async fn delete(

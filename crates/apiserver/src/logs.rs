@@ -47,6 +47,7 @@ pub fn serve(state: &Arc<AppState>, t: &ResourceTarget, q: &Query) -> Result<Res
         _ => {}
     }
     let mut resp = Response::new(Body::from(Bytes::new()));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(resp)
 }

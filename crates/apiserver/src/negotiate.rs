@@ -55,10 +55,7 @@ impl<'a> MediaRange<'a> {
     }
 
     fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| *v)
+        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     fn is_json(&self) -> bool {
@@ -72,31 +69,37 @@ impl<'a> MediaRange<'a> {
 /// Chooses the representation for `accept` (in the client's order of preference). `allow`
 /// says which special representations the endpoint can produce. Protobuf and anything
 /// unknown are skipped; JSON is the fallback when the header is absent. 406 if nothing fits.
-pub fn choose(accept: Option<&str>, allow_table: bool, allow_aggregated: bool) -> Result<Representation, ApiError> {
+pub fn choose(
+    accept: Option<&str>,
+    allow_table: bool,
+    allow_aggregated: bool,
+) -> Result<Representation, ApiError> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Ok(Representation::Json);
     };
     for range in accept.split(',').map(MediaRange::parse) {
         let as_kind = range.param("as");
         match as_kind {
-            Some("Table") if range.is_json() => {
-                if allow_table && range.param("g") == Some("meta.k8s.io") {
-                    match range.param("v") {
-                        Some("v1") => return Ok(Representation::Table("v1")),
-                        Some("v1beta1") => return Ok(Representation::Table("v1beta1")),
-                        _ => {}
-                    }
+            Some("Table")
+                if range.is_json() && allow_table && range.param("g") == Some("meta.k8s.io") =>
+            {
+                match range.param("v") {
+                    Some("v1") => return Ok(Representation::Table("v1")),
+                    Some("v1beta1") => return Ok(Representation::Table("v1beta1")),
+                    _ => {}
                 }
             }
-            Some("APIGroupDiscoveryList") if range.is_json() => {
-                if allow_aggregated && range.param("g") == Some("apidiscovery.k8s.io") {
-                    match range.param("v") {
-                        Some("v2") => return Ok(Representation::Aggregated(AggregatedVersion::V2)),
-                        Some("v2beta1") => {
-                            return Ok(Representation::Aggregated(AggregatedVersion::V2Beta1));
-                        }
-                        _ => {}
+            Some("APIGroupDiscoveryList")
+                if range.is_json()
+                    && allow_aggregated
+                    && range.param("g") == Some("apidiscovery.k8s.io") =>
+            {
+                match range.param("v") {
+                    Some("v2") => return Ok(Representation::Aggregated(AggregatedVersion::V2)),
+                    Some("v2beta1") => {
+                        return Ok(Representation::Aggregated(AggregatedVersion::V2Beta1));
                     }
+                    _ => {}
                 }
             }
             Some(_) => {}
@@ -131,7 +134,8 @@ pub enum BodyFormat {
     ApplyPatch,
 }
 
-const OBJECT_TYPES: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
+const OBJECT_TYPES: &str =
+    "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json";
 
 /// The body format of a create or update (`patch == false`) or a patch (`patch == true`).
@@ -176,22 +180,45 @@ mod tests {
             choose(Some(old), false, true).unwrap(),
             Representation::Aggregated(AggregatedVersion::V2Beta1)
         );
-        assert_eq!(choose(Some(AGG), false, false).unwrap(), Representation::Json);
-        assert_eq!(choose(Some(TABLE), true, false).unwrap(), Representation::Table("v1"));
-        assert_eq!(choose(Some(TABLE), false, false).unwrap(), Representation::Json);
         assert_eq!(
-            choose(Some("application/vnd.kubernetes.protobuf,application/json"), true, false).unwrap(),
+            choose(Some(AGG), false, false).unwrap(),
+            Representation::Json
+        );
+        assert_eq!(
+            choose(Some(TABLE), true, false).unwrap(),
+            Representation::Table("v1")
+        );
+        assert_eq!(
+            choose(Some(TABLE), false, false).unwrap(),
+            Representation::Json
+        );
+        assert_eq!(
+            choose(
+                Some("application/vnd.kubernetes.protobuf,application/json"),
+                true,
+                false
+            )
+            .unwrap(),
             Representation::Json
         );
         assert_eq!(choose(None, true, true).unwrap(), Representation::Json);
-        assert_eq!(choose(Some("application/json, */*"), true, true).unwrap(), Representation::Json);
-        assert_eq!(choose(Some("application/yaml"), true, true).unwrap(), Representation::Yaml);
+        assert_eq!(
+            choose(Some("application/json, */*"), true, true).unwrap(),
+            Representation::Json
+        );
+        assert_eq!(
+            choose(Some("application/yaml"), true, true).unwrap(),
+            Representation::Yaml
+        );
         assert_eq!(choose(Some("image/png"), true, true).unwrap_err().code, 406);
     }
 
     #[test]
     fn classifies_bodies() {
-        assert_eq!(body_format(Some("application/json"), false).unwrap(), BodyFormat::Json);
+        assert_eq!(
+            body_format(Some("application/json"), false).unwrap(),
+            BodyFormat::Json
+        );
         assert_eq!(
             body_format(Some("application/strategic-merge-patch+json"), true).unwrap(),
             BodyFormat::StrategicMergePatch
@@ -200,7 +227,15 @@ mod tests {
             body_format(Some("application/apply-patch+yaml; charset=utf-8"), true).unwrap(),
             BodyFormat::ApplyPatch
         );
-        assert_eq!(body_format(Some("text/plain"), false).unwrap_err().code, 415);
-        assert_eq!(body_format(Some("application/json"), true).unwrap_err().code, 415);
+        assert_eq!(
+            body_format(Some("text/plain"), false).unwrap_err().code,
+            415
+        );
+        assert_eq!(
+            body_format(Some("application/json"), true)
+                .unwrap_err()
+                .code,
+            415
+        );
     }
 }

@@ -67,8 +67,11 @@ fn boolean(name: &str, v: &str) -> Result<bool, ApiError> {
 }
 
 fn integer<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
-    v.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid value for {name}: {v:?}: must be an integer")))
+    v.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid value for {name}: {v:?}: must be an integer"
+        ))
+    })
 }
 
 impl Query {
@@ -104,11 +107,21 @@ impl Query {
                 "force" => q.force = boolean("force", v)?,
                 "labelSelector" => q.label_selector = Some(v.to_string()),
                 "fieldSelector" => q.field_selector = Some(v.to_string()),
-                "limit" => q.limit = if v.is_empty() { 0 } else { integer::<i64>("limit", v)?.max(0) as usize },
+                "limit" => {
+                    q.limit = if v.is_empty() {
+                        0
+                    } else {
+                        integer::<i64>("limit", v)?.max(0) as usize
+                    }
+                }
                 "continue" => q.continue_token = Some(v.to_string()).filter(|s| !s.is_empty()),
-                "resourceVersion" => q.resource_version = Some(v.to_string()).filter(|s| !s.is_empty()),
+                "resourceVersion" => {
+                    q.resource_version = Some(v.to_string()).filter(|s| !s.is_empty())
+                }
                 "watch" => q.watch = boolean("watch", v)?,
-                "timeoutSeconds" => q.timeout_seconds = Some(integer::<i64>("timeoutSeconds", v)?.max(0) as u64),
+                "timeoutSeconds" => {
+                    q.timeout_seconds = Some(integer::<i64>("timeoutSeconds", v)?.max(0) as u64)
+                }
                 "allowWatchBookmarks" => q.allow_bookmarks = boolean("allowWatchBookmarks", v)?,
                 "includeObject" => {
                     q.include_object = match v {
@@ -123,7 +136,9 @@ impl Query {
                     }
                 }
                 "propagationPolicy" => q.propagation_policy = Some(v.to_string()),
-                "gracePeriodSeconds" => q.grace_period_seconds = Some(integer("gracePeriodSeconds", v)?),
+                "gracePeriodSeconds" => {
+                    q.grace_period_seconds = Some(integer("gracePeriodSeconds", v)?)
+                }
                 "container" => q.container = Some(v.to_string()).filter(|s| !s.is_empty()),
                 "follow" => q.follow = boolean("follow", v)?,
                 "previous" => q.previous = boolean("previous", v)?,
@@ -153,16 +168,25 @@ mod tests {
         assert_eq!(q.field_selector.as_deref(), Some("metadata.name=web"));
         assert_eq!(q.resource_version.as_deref(), Some("17"));
         assert_eq!(q.timeout_seconds, Some(342));
-        let w = Query::parse(Some("fieldManager=kubectl-client-side-apply&fieldValidation=Strict&dryRun=All")).unwrap();
+        let w = Query::parse(Some(
+            "fieldManager=kubectl-client-side-apply&fieldValidation=Strict&dryRun=All",
+        ))
+        .unwrap();
         assert_eq!(w.field_validation, FieldValidation::Strict);
         assert!(w.dry_run);
-        assert_eq!(Query::parse(Some("limit=500&timeout=32s")).unwrap().limit, 500);
+        assert_eq!(
+            Query::parse(Some("limit=500&timeout=32s")).unwrap().limit,
+            500
+        );
     }
 
     #[test]
     fn rejects_bad_values_with_a_message() {
         assert_eq!(Query::parse(Some("limit=abc")).unwrap_err().code, 400);
         assert_eq!(Query::parse(Some("dryRun=Some")).unwrap_err().code, 400);
-        assert_eq!(Query::parse(Some("fieldValidation=Loud")).unwrap_err().code, 400);
+        assert_eq!(
+            Query::parse(Some("fieldValidation=Loud")).unwrap_err().code,
+            400
+        );
     }
 }

@@ -85,7 +85,9 @@ impl DeleteOptions {
             .or_else(|_| serde_yaml::from_slice(body))
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
         if !v.is_object() {
-            return Err(ApiError::bad_request("invalid DeleteOptions: not an object"));
+            return Err(ApiError::bad_request(
+                "invalid DeleteOptions: not an object",
+            ));
         }
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             opts.propagation_policy = Some(p.to_string());
@@ -94,7 +96,8 @@ impl DeleteOptions {
             opts.grace_period_seconds = Some(g);
         }
         if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            opts.propagation_policy.get_or_insert_with(|| "Orphan".to_string());
+            opts.propagation_policy
+                .get_or_insert_with(|| "Orphan".to_string());
         }
         if let Some(pre) = v.get("preconditions") {
             opts.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
@@ -121,7 +124,11 @@ pub struct Rest {
 pub fn key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Key {
     Key {
         prefix: info.storage_prefix(),
-        namespace: if info.namespaced { namespace.unwrap_or("").to_string() } else { String::new() },
+        namespace: if info.namespaced {
+            namespace.unwrap_or("").to_string()
+        } else {
+            String::new()
+        },
         name: name.to_string(),
     }
 }
@@ -150,7 +157,11 @@ pub fn manager_name(q: &Query, user_agent: &str) -> String {
         return m.to_string();
     }
     let program = user_agent.split('/').next().unwrap_or("").trim();
-    if program.is_empty() { "unknown".to_string() } else { program.to_string() }
+    if program.is_empty() {
+        "unknown".to_string()
+    } else {
+        program.to_string()
+    }
 }
 
 /// Characters Kubernetes uses for random name suffixes (no vowels, no confusable digits).
@@ -232,11 +243,15 @@ impl Rest {
         let info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
         match self.store.get(&key(info, None, ns)) {
             None => Err(ApiError::not_found(info, ns)),
-            Some(obj) if creating && meta::deletion_timestamp(&obj).is_some() => Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!("unable to create new content in namespace {ns} because it is being terminated"),
-            )),
+            Some(obj) if creating && meta::deletion_timestamp(&obj).is_some() => {
+                Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -282,8 +297,12 @@ impl Rest {
             .as_deref()
             .map(ContinueToken::decode)
             .transpose()?;
-        let (all, revision) = self.store.list(&t.info.storage_prefix(), t.namespace.as_deref());
-        let start = continuing.as_ref().map(|c| (c.namespace.as_str(), c.name.as_str()));
+        let (all, revision) = self
+            .store
+            .list(&t.info.storage_prefix(), t.namespace.as_deref());
+        let start = continuing
+            .as_ref()
+            .map(|c| (c.namespace.as_str(), c.name.as_str()));
         let mut matching = all.into_iter().filter(|obj| {
             let pos = (meta::namespace(obj), meta::name(obj));
             start.is_none_or(|s| pos > s)
@@ -292,7 +311,12 @@ impl Rest {
         });
         let revision = continuing.as_ref().map_or(revision, |c| c.revision);
         if q.limit == 0 {
-            return Ok(ListPage { items: matching.collect(), revision, continue_token: None, remaining: None });
+            return Ok(ListPage {
+                items: matching.collect(),
+                revision,
+                continue_token: None,
+                remaining: None,
+            });
         }
         let items: Vec<Arc<Value>> = matching.by_ref().take(q.limit).collect();
         let remaining = matching.count();
@@ -316,11 +340,19 @@ impl Rest {
     }
 
     /// POST: creates an object from a decoded request body.
-    pub fn create(&self, t: &ResourceTarget, q: &Query, body: Value, user_agent: &str) -> Result<Written, ApiError> {
+    pub fn create(
+        &self,
+        t: &ResourceTarget,
+        q: &Query,
+        body: Value,
+        user_agent: &str,
+    ) -> Result<Written, ApiError> {
         let info = t.info;
         let mut body = body;
         if !body.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON or YAML object",
+            ));
         }
         let namespace = if info.namespaced {
             let ns = t.namespace.clone().ok_or_else(|| {
@@ -369,14 +401,33 @@ impl Rest {
         }
         slipway_admission::validate(info, &obj, None)?;
         let manager = manager_name(q, user_agent);
-        slipway_fieldmanager::record_update(info.kind, &info.api_version(), None, &mut obj, &manager, None, &now);
+        slipway_fieldmanager::record_update(
+            info.kind,
+            &info.api_version(),
+            None,
+            &mut obj,
+            &manager,
+            None,
+            &now,
+        );
         if q.dry_run {
-            return Ok(Written { code: 201, object: Arc::new(obj), warnings: decoded.warnings });
+            return Ok(Written {
+                code: 201,
+                object: Arc::new(obj),
+                warnings: decoded.warnings,
+            });
         }
         let name = meta::name(&obj).to_string();
         let k = key(info, namespace.as_deref(), &name);
-        let stored = self.store.create(&k, obj).map_err(|e| store_error(info, &name, e))?;
-        Ok(Written { code: 201, object: stored, warnings: decoded.warnings })
+        let stored = self
+            .store
+            .create(&k, obj)
+            .map_err(|e| store_error(info, &name, e))?;
+        Ok(Written {
+            code: 201,
+            object: stored,
+            warnings: decoded.warnings,
+        })
     }
 
     /// Kind-specific state that the server sets on create: status reset, ClusterIP.
@@ -391,7 +442,10 @@ impl Rest {
             }
             "Pod" => {
                 let qos = pod_qos_class(root.get("spec"));
-                root.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+                root.insert(
+                    "status".into(),
+                    json!({"phase": "Pending", "qosClass": qos}),
+                );
             }
             "Service" => {
                 root.insert("status".into(), json!({"loadBalancer": {}}));
@@ -412,7 +466,9 @@ impl Rest {
             .unwrap_or("")
             .to_string();
         let spec = svc.entry("spec").or_insert_with(|| json!({}));
-        let Some(spec) = spec.as_object_mut() else { return Ok(()) };
+        let Some(spec) = spec.as_object_mut() else {
+            return Ok(());
+        };
         if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
             return Ok(());
         }
@@ -425,7 +481,11 @@ impl Rest {
         let (services, _) = self.store.list(&info.storage_prefix(), None);
         let used: std::collections::HashSet<String> = services
             .iter()
-            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string))
+            .filter_map(|s| {
+                s.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .collect();
         let ip = if !requested.is_empty() {
             if used.contains(requested) {
@@ -443,22 +503,33 @@ impl Rest {
         } else {
             cluster_ip_candidates()
                 .find(|ip| !used.contains(ip))
-                .ok_or_else(|| ApiError::internal("the service IP range 127.96.0.0/11 is exhausted"))?
+                .ok_or_else(|| {
+                    ApiError::internal("the service IP range 127.96.0.0/11 is exhausted")
+                })?
         };
         spec.insert("clusterIP".into(), json!(ip));
         spec.insert("clusterIPs".into(), json!([ip]));
         spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy").or_insert_with(|| json!("SingleStack"));
+        spec.entry("ipFamilyPolicy")
+            .or_insert_with(|| json!("SingleStack"));
         Ok(())
     }
 
     /// PUT of an object or of its `status` subresource.
-    pub fn update(&self, t: &ResourceTarget, q: &Query, body: Value, user_agent: &str) -> Result<Written, ApiError> {
+    pub fn update(
+        &self,
+        t: &ResourceTarget,
+        q: &Query,
+        body: Value,
+        user_agent: &str,
+    ) -> Result<Written, ApiError> {
         let info = t.info;
         let name = t.name.clone().unwrap_or_default();
         let mut body = body;
         if !body.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON or YAML object",
+            ));
         }
         check_identity(t, &mut body)?;
         let decoded = slipway_admission::decode(info, body, q.field_validation)?;
@@ -466,17 +537,23 @@ impl Rest {
         let manager = manager_name(q, user_agent);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.get(t)?;
-            if let Some(rv) = precondition {
-                if parse_rv(meta::resource_version(&current))? != Some(rv) {
-                    return Err(ApiError::conflict(info, &name));
-                }
+            if let Some(rv) = precondition
+                && parse_rv(meta::resource_version(&current))? != Some(rv)
+            {
+                return Err(ApiError::conflict(info, &name));
             }
             let new = self.merge_for_update(info, t.subresource, &current, decoded.object.clone());
             match self.commit_update(t, q, &current, new, &manager, false) {
                 Err(Retry::Again) if precondition.is_none() => continue,
                 Err(Retry::Again) => return Err(ApiError::conflict(info, &name)),
                 Err(Retry::Fail(e)) => return Err(e),
-                Ok(object) => return Ok(Written { code: 200, object, warnings: decoded.warnings }),
+                Ok(object) => {
+                    return Ok(Written {
+                        code: 200,
+                        object,
+                        warnings: decoded.warnings,
+                    });
+                }
             }
         }
         Err(ApiError::conflict(info, &name))
@@ -496,7 +573,8 @@ impl Rest {
         let name = t.name.clone().unwrap_or_default();
         let patch = parse_patch_body(format, raw)?;
         let manager = manager_name(q, user_agent);
-        if format == BodyFormat::ApplyPatch && q.field_manager.as_deref().is_none_or(str::is_empty) {
+        if format == BodyFormat::ApplyPatch && q.field_manager.as_deref().is_none_or(str::is_empty)
+        {
             return Err(ApiError::bad_request(
                 "PATCH, application/apply-patch+yaml requires fieldManager parameter",
             ));
@@ -519,10 +597,23 @@ impl Rest {
             }
             let decoded = slipway_admission::decode(info, patched, q.field_validation)?;
             let new = self.merge_for_update(info, t.subresource, &current, decoded.object);
-            match self.commit_update(t, q, &current, new, &manager, format == BodyFormat::ApplyPatch) {
+            match self.commit_update(
+                t,
+                q,
+                &current,
+                new,
+                &manager,
+                format == BodyFormat::ApplyPatch,
+            ) {
                 Err(Retry::Again) => continue,
                 Err(Retry::Fail(e)) => return Err(e),
-                Ok(object) => return Ok(Written { code: 200, object, warnings: decoded.warnings }),
+                Ok(object) => {
+                    return Ok(Written {
+                        code: 200,
+                        object,
+                        warnings: decoded.warnings,
+                    });
+                }
             }
         }
         Err(ApiError::conflict(info, &name))
@@ -569,7 +660,9 @@ impl Rest {
         force: bool,
     ) -> Result<Value, ApiError> {
         if !applied.is_object() {
-            return Err(ApiError::bad_request("the applied configuration must be an object"));
+            return Err(ApiError::bad_request(
+                "the applied configuration must be an object",
+            ));
         }
         let (av, kind) = (meta::api_version(applied), meta::kind(applied));
         if av != info.api_version() || kind != info.kind {
@@ -579,29 +672,44 @@ impl Rest {
                 info.kind
             )));
         }
-        slipway_fieldmanager::apply(info.kind, live, applied, manager, force, &self.now_string()).map_err(|e| match e {
-            slipway_fieldmanager::ApplyError::Conflicts { message, conflicts } => {
-                let mut err = ApiError::new(409, "Conflict", message);
-                err.causes = conflicts
-                    .into_iter()
-                    .map(|c| slipway_core::StatusCause {
-                        reason: "FieldManagerConflict".into(),
-                        message: format!("conflict with \"{}\"", c.manager),
-                        field: Some(c.field),
-                    })
-                    .collect();
-                err
-            }
-            slipway_fieldmanager::ApplyError::Invalid(m) => ApiError::bad_request(m),
-        })
+        slipway_fieldmanager::apply(info.kind, live, applied, manager, force, &self.now_string())
+            .map_err(|e| match e {
+                slipway_fieldmanager::ApplyError::Conflicts { message, conflicts } => {
+                    let mut err = ApiError::new(409, "Conflict", message);
+                    err.causes = conflicts
+                        .into_iter()
+                        .map(|c| slipway_core::StatusCause {
+                            reason: "FieldManagerConflict".into(),
+                            message: format!("conflict with \"{}\"", c.manager),
+                            field: Some(c.field),
+                        })
+                        .collect();
+                    err
+                }
+                slipway_fieldmanager::ApplyError::Invalid(m) => ApiError::bad_request(m),
+            })
     }
 
     /// Server-side apply of an object that does not exist yet.
-    fn apply_create(&self, t: &ResourceTarget, q: &Query, applied: &Value, manager: &str) -> Result<Written, ApiError> {
+    fn apply_create(
+        &self,
+        t: &ResourceTarget,
+        q: &Query,
+        applied: &Value,
+        manager: &str,
+    ) -> Result<Written, ApiError> {
         let mut obj = self.server_side_apply(t.info, None, applied, manager, q.force)?;
         let managed = obj.pointer("/metadata/managedFields").cloned();
         check_identity(t, &mut obj)?;
-        let mut written = self.create(t, &Query { field_manager: Some(manager.to_string()), ..q.clone() }, obj, manager)?;
+        let mut written = self.create(
+            t,
+            &Query {
+                field_manager: Some(manager.to_string()),
+                ..q.clone()
+            },
+            obj,
+            manager,
+        )?;
         // Creation records an Update entry; an apply-create is owned by the Apply entry.
         if let Some(managed) = managed {
             let mut fixed = (*written.object).clone();
@@ -622,7 +730,13 @@ impl Rest {
     /// Combines a new version from a client with the current object: server-managed
     /// metadata is kept, the main resource cannot change `status`, the `status` subresource
     /// can change nothing else, and a spec change bumps `generation`.
-    fn merge_for_update(&self, info: &ResourceInfo, sub: Option<Subresource>, current: &Value, new: Value) -> Value {
+    fn merge_for_update(
+        &self,
+        info: &ResourceInfo,
+        sub: Option<Subresource>,
+        current: &Value,
+        new: Value,
+    ) -> Value {
         let mut new = if sub == Some(Subresource::Status) {
             let mut merged = current.clone();
             match new.get("status") {
@@ -651,9 +765,20 @@ impl Rest {
             }
             new
         };
-        let cur_meta = current.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let cur_meta = current
+            .get("metadata")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let m = meta::metadata_mut(&mut new);
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
             match cur_meta.get(field) {
                 Some(v) => {
                     m.insert(field.to_string(), v.clone());
@@ -663,12 +788,15 @@ impl Rest {
                 }
             }
         }
-        if !m.contains_key("managedFields") {
-            if let Some(mf) = cur_meta.get("managedFields") {
-                m.insert("managedFields".into(), mf.clone());
-            }
+        if !m.contains_key("managedFields")
+            && let Some(mf) = cur_meta.get("managedFields")
+        {
+            m.insert("managedFields".into(), mf.clone());
         }
-        m.insert("resourceVersion".into(), json!(meta::resource_version(current)));
+        m.insert(
+            "resourceVersion".into(),
+            json!(meta::resource_version(current)),
+        );
         if info.tracks_generation && sub.is_none() && spec_view(&new) != spec_view(current) {
             let generation = meta::generation(current) + 1;
             meta::set_metadata_field(&mut new, "generation", json!(generation));
@@ -704,7 +832,9 @@ impl Rest {
                 &self.now_string(),
             );
         }
-        if same_content(&new, current) && new.pointer("/metadata/managedFields") == current.pointer("/metadata/managedFields") {
+        if same_content(&new, current)
+            && new.pointer("/metadata/managedFields") == current.pointer("/metadata/managedFields")
+        {
             return Ok(current.clone());
         }
         let name = meta::name(current).to_string();
@@ -759,7 +889,8 @@ impl Rest {
                 None => parse_object_body(raw)?,
                 Some(BodyFormat::StrategicMergePatch) => {
                     let p = parse_patch_body(BodyFormat::MergePatch, raw)?;
-                    slipway_patch::strategic_merge_patch("Scale", &scale, &p).map_err(|e| ApiError::bad_request(e.to_string()))?
+                    slipway_patch::strategic_merge_patch("Scale", &scale, &p)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?
                 }
                 Some(f) => {
                     let p = parse_patch_body(f, raw)?;
@@ -776,7 +907,11 @@ impl Rest {
                 return Err(ApiError::invalid(
                     &SCALE_INFO,
                     &name,
-                    &[FieldError::invalid("spec.replicas", replicas.to_string(), "must be greater than or equal to 0")],
+                    &[FieldError::invalid(
+                        "spec.replicas",
+                        replicas.to_string(),
+                        "must be greater than or equal to 0",
+                    )],
                 ));
             }
             let wanted = parse_rv(meta::resource_version(&new_scale))?;
@@ -788,9 +923,16 @@ impl Rest {
                 spec.insert("replicas".into(), json!(replicas));
             }
             if spec_view(&new) != spec_view(&current) {
-                meta::set_metadata_field(&mut new, "generation", json!(meta::generation(&current) + 1));
+                meta::set_metadata_field(
+                    &mut new,
+                    "generation",
+                    json!(meta::generation(&current) + 1),
+                );
             }
-            let sub_target = ResourceTarget { subresource: Some(Subresource::Scale), ..t.clone() };
+            let sub_target = ResourceTarget {
+                subresource: Some(Subresource::Scale),
+                ..t.clone()
+            };
             match self.commit_update(&sub_target, q, &current, new, &manager, false) {
                 Err(Retry::Again) => continue,
                 Err(Retry::Fail(e)) => return Err(e),
@@ -804,44 +946,55 @@ impl Rest {
     pub fn delete(&self, t: &ResourceTarget, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
         let info = t.info;
         let name = t.name.clone().unwrap_or_default();
-        if let Some(p) = opts.propagation_policy.as_deref() {
-            if !matches!(p, "Orphan" | "Background" | "Foreground") {
-                return Err(ApiError::invalid(
-                    info,
-                    &name,
-                    &[FieldError::not_supported("propagationPolicy", slipway_core::field::quoted(p), &["Foreground", "Background", "Orphan", "nil"])],
-                ));
-            }
+        if let Some(p) = opts.propagation_policy.as_deref()
+            && !matches!(p, "Orphan" | "Background" | "Foreground")
+        {
+            return Err(ApiError::invalid(
+                info,
+                &name,
+                &[FieldError::not_supported(
+                    "propagationPolicy",
+                    slipway_core::field::quoted(p),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            ));
         }
         if opts.grace_period_seconds.is_some_and(|g| g < 0) {
             return Err(ApiError::invalid(
                 info,
                 &name,
-                &[FieldError::invalid("gracePeriodSeconds", opts.grace_period_seconds.unwrap_or(0).to_string(), "must be greater than or equal to 0")],
+                &[FieldError::invalid(
+                    "gracePeriodSeconds",
+                    opts.grace_period_seconds.unwrap_or(0).to_string(),
+                    "must be greater than or equal to 0",
+                )],
             ));
         }
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.get(t)?;
-            if let Some(uid) = &opts.precondition_uid {
-                if uid != meta::uid(&current) {
-                    return Err(ApiError::conflict_because(
-                        info,
-                        &name,
-                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&current)),
-                    ));
-                }
+            if let Some(uid) = &opts.precondition_uid
+                && uid != meta::uid(&current)
+            {
+                return Err(ApiError::conflict_because(
+                    info,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&current)
+                    ),
+                ));
             }
-            if let Some(rv) = &opts.precondition_resource_version {
-                if rv != meta::resource_version(&current) {
-                    return Err(ApiError::conflict_because(
-                        info,
-                        &name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            meta::resource_version(&current)
-                        ),
-                    ));
-                }
+            if let Some(rv) = &opts.precondition_resource_version
+                && rv != meta::resource_version(&current)
+            {
+                return Err(ApiError::conflict_because(
+                    info,
+                    &name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        meta::resource_version(&current)
+                    ),
+                ));
             }
             let expected = parse_rv(meta::resource_version(&current))?;
             let k = key(info, t.namespace.as_deref(), &name);
@@ -868,7 +1021,10 @@ impl Rest {
             }
             if already_deleting {
                 // A second delete can only shorten the grace period.
-                let current_grace = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+                let current_grace = current
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 if grace >= current_grace {
                     return Ok(Deleted::Pending(current));
                 }
@@ -888,10 +1044,12 @@ impl Rest {
                     }
                 }
             }
-            if info.kind == "Namespace" {
-                if let Some(status) = meta::object_mut(&mut new).get_mut("status").and_then(Value::as_object_mut) {
-                    status.insert("phase".into(), json!("Terminating"));
-                }
+            if info.kind == "Namespace"
+                && let Some(status) = meta::object_mut(&mut new)
+                    .get_mut("status")
+                    .and_then(Value::as_object_mut)
+            {
+                status.insert("phase".into(), json!("Terminating"));
             }
             if opts.dry_run {
                 return Ok(Deleted::Pending(Arc::new(new)));
@@ -911,20 +1069,41 @@ impl Rest {
         if info.kind != "Pod" {
             return 0;
         }
-        let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let scheduled = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !scheduled || phase == "Succeeded" || phase == "Failed" {
             return 0;
         }
         opts.grace_period_seconds
-            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(30)
             .max(0)
     }
 
     /// DELETE of a collection: deletes every object that matches the selectors.
-    pub fn delete_collection(&self, t: &ResourceTarget, q: &Query, opts: &DeleteOptions) -> Result<ListPage, ApiError> {
-        let mut page = self.list(t, &Query { limit: 0, continue_token: None, ..q.clone() })?;
+    pub fn delete_collection(
+        &self,
+        t: &ResourceTarget,
+        q: &Query,
+        opts: &DeleteOptions,
+    ) -> Result<ListPage, ApiError> {
+        let mut page = self.list(
+            t,
+            &Query {
+                limit: 0,
+                continue_token: None,
+                ..q.clone()
+            },
+        )?;
         let mut deleted = Vec::new();
         for obj in page.items.drain(..) {
             let target = ResourceTarget {
@@ -960,7 +1139,12 @@ impl From<ApiError> for Retry {
 }
 
 fn is_graceful_pod(info: &ResourceInfo, obj: &Value) -> bool {
-    info.kind == "Pod" && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+    info.kind == "Pod"
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            > 0
 }
 
 /// A namespace stays until the namespace controller has emptied it and cleared
@@ -996,7 +1180,13 @@ static SCALE_INFO: ResourceInfo = ResourceInfo {
 /// The `autoscaling/v1` `Scale` view of a workload.
 fn scale_of(obj: &Value) -> Value {
     let mut metadata = Map::new();
-    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = obj.pointer(&format!("/metadata/{f}")) {
             metadata.insert(f.into(), v.clone());
         }
@@ -1062,7 +1252,9 @@ pub fn parse_object_body(raw: &[u8]) -> Result<Value, ApiError> {
     match serde_json::from_slice::<Value>(raw) {
         Ok(v) => Ok(v),
         Err(json_err) => serde_yaml::from_slice::<Value>(raw).map_err(|_| {
-            ApiError::bad_request(format!("the request body is not valid JSON or YAML: {json_err}"))
+            ApiError::bad_request(format!(
+                "the request body is not valid JSON or YAML: {json_err}"
+            ))
         }),
     }
 }
@@ -1074,14 +1266,17 @@ fn parse_patch_body(format: BodyFormat, raw: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| format!("error decoding YAML: {e}")),
         _ => serde_json::from_slice(raw).map_err(|e| format!("invalid JSON: {e}")),
     };
-    let patch: Value = parsed.map_err(|e| ApiError::bad_request(format!("the patch could not be decoded: {e}")))?;
+    let patch: Value = parsed
+        .map_err(|e| ApiError::bad_request(format!("the patch could not be decoded: {e}")))?;
     match (format, &patch) {
         (BodyFormat::JsonPatch, Value::Array(_)) => Ok(patch),
         (BodyFormat::JsonPatch, _) => Err(ApiError::bad_request(
             "the patch could not be decoded: a JSON patch must be an array of operations",
         )),
         (_, Value::Object(_)) => Ok(patch),
-        _ => Err(ApiError::bad_request("the patch could not be decoded: the patch must be a JSON object")),
+        _ => Err(ApiError::bad_request(
+            "the patch could not be decoded: the patch must be a JSON object",
+        )),
     }
 }
 
@@ -1122,10 +1317,12 @@ fn pod_qos_class(spec: Option<&Value>) -> &'static str {
 /// Service virtual IPs: 127.96.0.1 upwards (127.96.0.0/11), skipping network and broadcast-like
 /// addresses.
 fn cluster_ip_candidates() -> impl Iterator<Item = String> {
-    (1u32..(1 << 21) - 1).filter(|n| n & 0xff != 0 && n & 0xff != 0xff).map(|n| {
-        let ip = (127u32 << 24) | (96u32 << 16) | n;
-        std::net::Ipv4Addr::from(ip).to_string()
-    })
+    (1u32..(1 << 21) - 1)
+        .filter(|n| n & 0xff != 0 && n & 0xff != 0xff)
+        .map(|n| {
+            let ip = (127u32 << 24) | (96u32 << 16) | n;
+            std::net::Ipv4Addr::from(ip).to_string()
+        })
 }
 
 /// A `continue` token: where the next page starts, and the list's revision.
@@ -1145,8 +1342,14 @@ impl ContinueToken {
 
     fn decode(token: &str) -> Result<ContinueToken, ApiError> {
         use base64::Engine as _;
-        let invalid = || ApiError::bad_request("continue key is not valid: the token was not issued by this server");
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+        let invalid = || {
+            ApiError::bad_request(
+                "continue key is not valid: the token was not issued by this server",
+            )
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| invalid())?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
         let start = v.get("start").and_then(Value::as_str).ok_or_else(invalid)?;
         let (namespace, name) = start.split_once('/').ok_or_else(invalid)?;
@@ -1164,25 +1367,48 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
-        let t = ContinueToken { revision: 42, namespace: "default".into(), name: "web-1".into() };
+        let t = ContinueToken {
+            revision: 42,
+            namespace: "default".into(),
+            name: "web-1".into(),
+        };
         assert_eq!(ContinueToken::decode(&t.encode()).unwrap(), t);
         assert_eq!(ContinueToken::decode("garbage!").unwrap_err().code, 400);
     }
 
     #[test]
     fn qos_classes() {
-        assert_eq!(pod_qos_class(Some(&json!({"containers":[{"name":"a"}]}))), "BestEffort");
         assert_eq!(
-            pod_qos_class(Some(&json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"1","memory":"1Gi"}}}]}))),
+            pod_qos_class(Some(&json!({"containers":[{"name":"a"}]}))),
+            "BestEffort"
+        );
+        assert_eq!(
+            pod_qos_class(Some(
+                &json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"1","memory":"1Gi"}}}]})
+            )),
             "Guaranteed"
         );
-        assert_eq!(pod_qos_class(Some(&json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]}))), "Burstable");
+        assert_eq!(
+            pod_qos_class(Some(
+                &json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]})
+            )),
+            "Burstable"
+        );
     }
 
     #[test]
     fn manager_defaults_to_the_user_agent_program() {
-        assert_eq!(manager_name(&Query::default(), "kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0"), "kubectl");
-        let q = Query { field_manager: Some("kubectl-edit".into()), ..Query::default() };
+        assert_eq!(
+            manager_name(
+                &Query::default(),
+                "kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0"
+            ),
+            "kubectl"
+        );
+        let q = Query {
+            field_manager: Some("kubectl-edit".into()),
+            ..Query::default()
+        };
         assert_eq!(manager_name(&q, "kubectl/v1.33.1"), "kubectl-edit");
     }
 

@@ -1,7 +1,7 @@
 //! Binding, TLS, the connection loop, and the kubeconfig.
 
-use crate::http::{AppState, Metrics, router};
 use crate::housekeeping;
+use crate::http::{AppState, Metrics, router};
 use crate::rest::Rest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -56,7 +56,10 @@ pub struct Running {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
-    move |source| ServeError::Io { path: path.display().to_string(), source }
+    move |source| ServeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes `contents` to `path` atomically (temp file, then rename), mode 0600.
@@ -66,7 +69,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), ServeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io_err(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&tmp))?;
     }
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
@@ -86,14 +90,19 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             .await
             .map_err(|e| slipway_core::ApiError::internal(e.to_string()))??;
     }
-    let listener = TcpListener::bind(config.listen).await.map_err(|source| ServeError::Io {
-        path: config.listen.to_string(),
-        source,
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Io {
+            path: config.listen.to_string(),
+            source,
+        })?;
     let addr = listener.local_addr().map_err(io_err(dir))?;
     let server_url = format!("https://{addr}");
     let kubeconfig = dir.join("kubeconfig");
-    write_private(&kubeconfig, &slipway_pki::kubeconfig(&server_url, &credentials))?;
+    write_private(
+        &kubeconfig,
+        &slipway_pki::kubeconfig(&server_url, &credentials),
+    )?;
 
     let state = Arc::new(AppState {
         rest: rest.clone(),
@@ -117,7 +126,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -127,7 +138,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
                 };
                 let service = TowerToHyperService::new(app);
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });
@@ -135,5 +149,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     });
     tokio::spawn(housekeeping::run_namespace_controller(rest.clone()));
     tokio::spawn(housekeeping::run_event_ttl(rest.clone(), config.event_ttl));
-    Ok(Running { addr, kubeconfig, rest })
+    Ok(Running {
+        addr,
+        kubeconfig,
+        rest,
+    })
 }

@@ -41,7 +41,10 @@ pub fn parse(path: &str) -> Result<Target, ApiError> {
         ["apis", group] => return Ok(Target::Group((*group).to_string())),
         ["api", version] => return Ok(Target::GroupVersion(String::new(), (*version).to_string())),
         ["apis", group, version] => {
-            return Ok(Target::GroupVersion((*group).to_string(), (*version).to_string()));
+            return Ok(Target::GroupVersion(
+                (*group).to_string(),
+                (*version).to_string(),
+            ));
         }
         ["api", version, rest @ ..] => ("", version, rest),
         ["apis", group, version, rest @ ..] => (group, version, rest),
@@ -58,10 +61,10 @@ pub fn parse(path: &str) -> Result<Target, ApiError> {
                 _ => return Err(ApiError::path_not_found()),
             },
         };
-        if let Some(n) = name {
-            if n.is_empty() {
-                return Err(ApiError::path_not_found());
-            }
+        if let Some(n) = name
+            && n.is_empty()
+        {
+            return Err(ApiError::path_not_found());
         }
         Ok(Target::Resource(ResourceTarget {
             info,

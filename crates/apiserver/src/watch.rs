@@ -34,7 +34,8 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches(&meta::labels(obj)) && self.fields.matches(&|f| crate::fields::value(obj, f))
+        self.labels.matches(&meta::labels(obj))
+            && self.fields.matches(&|f| crate::fields::value(obj, f))
     }
 
     /// The event a selective watcher sees for a store event, if any: objects entering the
@@ -68,7 +69,15 @@ impl Encoder {
         let object = match self.repr {
             Representation::Table(_) => {
                 let rv = meta::resource_version(obj).to_string();
-                let table = slipway_printers::table(self.info, &[obj], self.include, now, &rv, None, !self.columns_sent);
+                let table = slipway_printers::table(
+                    self.info,
+                    &[obj],
+                    self.include,
+                    now,
+                    &rv,
+                    None,
+                    !self.columns_sent,
+                );
                 self.columns_sent = true;
                 table
             }
@@ -92,7 +101,12 @@ fn line(v: &Value) -> Bytes {
 }
 
 /// Starts a watch and returns its streaming response.
-pub fn serve(state: Arc<AppState>, t: ResourceTarget, q: Query, repr: Representation) -> Result<Response, ApiError> {
+pub fn serve(
+    state: Arc<AppState>,
+    t: ResourceTarget,
+    q: Query,
+    repr: Representation,
+) -> Result<Response, ApiError> {
     let rest = state.rest.clone();
     let (labels, fields) = rest.selectors(t.info, &q)?;
     let filter = Filter { labels, fields };
@@ -100,9 +114,17 @@ pub fn serve(state: Arc<AppState>, t: ResourceTarget, q: Query, repr: Representa
     let store = rest.store().clone();
     let requested: Option<u64> = match q.resource_version.as_deref() {
         None | Some("0") => None,
-        Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?),
+        Some(rv) => Some(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
     };
-    let mut encoder = Encoder { info: t.info, repr, include: q.include_object, columns_sent: false };
+    let mut encoder = Encoder {
+        info: t.info,
+        repr,
+        include: q.include_object,
+        columns_sent: false,
+    };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
 
     // Initial state for watches without a resourceVersion, then changes after it.
@@ -110,28 +132,41 @@ pub fn serve(state: Arc<AppState>, t: ResourceTarget, q: Query, repr: Representa
         Some(rv) => (Vec::new(), rv),
         None => {
             let (items, rev) = store.list(&prefix, t.namespace.as_deref());
-            (items.into_iter().filter(|o| filter.matches(o)).collect(), rev)
+            (
+                items.into_iter().filter(|o| filter.matches(o)).collect(),
+                rev,
+            )
         }
     };
     let subscription = store.watch(Some(&prefix), t.namespace.as_deref(), after);
-    let timeout = q.timeout_seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let timeout = q
+        .timeout_seconds
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let bookmarks = q.allow_bookmarks && !matches!(repr, Representation::Table(_));
     let content_type = repr.content_type();
 
     let mut watcher = match subscription {
         Ok(w) => w,
         Err(StoreError::Expired { requested, oldest }) => {
-            let status = ApiError::expired(format!("too old resource version: {requested} ({oldest})")).to_status();
+            let status =
+                ApiError::expired(format!("too old resource version: {requested} ({oldest})"))
+                    .to_status();
             let body = line(&json!({"type": "ERROR", "object": status}));
             let mut resp = Response::new(Body::from(body));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return Ok(resp);
         }
         Err(e) => return Ok(error_response(&ApiError::internal(e.to_string()))),
     };
 
     let metrics_state = state.clone();
-    metrics_state.metrics.open_watches.fetch_add(1, Ordering::Relaxed);
+    metrics_state
+        .metrics
+        .open_watches
+        .fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         let _guard = WatchGuard(metrics_state);
         let deadline = tokio::time::sleep(timeout);
@@ -140,7 +175,11 @@ pub fn serve(state: Arc<AppState>, t: ResourceTarget, q: Query, repr: Representa
         ticker.tick().await;
         let mut last_revision = after;
         for obj in initial {
-            if tx.send(Ok(encoder.event("ADDED", &obj, rest.now()))).await.is_err() {
+            if tx
+                .send(Ok(encoder.event("ADDED", &obj, rest.now())))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -149,11 +188,10 @@ pub fn serve(state: Arc<AppState>, t: ResourceTarget, q: Query, repr: Representa
                 ev = watcher.events.recv() => {
                     let Some(ev) = ev else { return };
                     last_revision = ev.revision;
-                    if let Some((kind, obj)) = filter.translate(&ev) {
-                        if tx.send(Ok(encoder.event(kind, obj, rest.now()))).await.is_err() {
+                    if let Some((kind, obj)) = filter.translate(&ev)
+                        && tx.send(Ok(encoder.event(kind, obj, rest.now()))).await.is_err() {
                             return;
                         }
-                    }
                 }
                 _ = ticker.tick() => {
                     if bookmarks {
@@ -173,7 +211,8 @@ pub fn serve(state: Arc<AppState>, t: ResourceTarget, q: Query, repr: Representa
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
 }
 

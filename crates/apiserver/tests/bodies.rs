@@ -45,13 +45,19 @@ fn seeded() -> Rest {
     let rest = Rest::new(Store::in_memory().expect("store"));
     slipway_apiserver::housekeeping::ensure_builtin_namespaces(&rest).expect("namespaces");
     let info = resources::lookup("apps", "v1", "deployments").unwrap();
-    let t = ResourceTarget { info, namespace: Some("default".into()), name: None, subresource: None };
+    let t = ResourceTarget {
+        info,
+        namespace: Some("default".into()),
+        name: None,
+        subresource: None,
+    };
     let seed = json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}
     });
-    rest.create(&t, &Query::default(), seed, "test").expect("seed deployment");
+    rest.create(&t, &Query::default(), seed, "test")
+        .expect("seed deployment");
     rest
 }
 

@@ -41,7 +41,11 @@ impl Informer {
         handler: impl Fn(&InformerEvent) + Send + Sync + 'static,
     ) -> Informer {
         let (synced, mut synced_rx) = tokio::sync::watch::channel(false);
-        let informer = Informer { info, cache: Arc::default(), synced: Arc::new(synced) };
+        let informer = Informer {
+            info,
+            cache: Arc::default(),
+            synced: Arc::new(synced),
+        };
         let runner = informer.clone();
         tokio::spawn(async move { runner.run(client, handler).await });
         let _ = synced_rx.wait_for(|s| *s).await;
@@ -74,7 +78,11 @@ impl Informer {
         self.info
     }
 
-    async fn run<C: Client>(self, client: C, handler: impl Fn(&InformerEvent) + Send + Sync + 'static) {
+    async fn run<C: Client>(
+        self,
+        client: C,
+        handler: impl Fn(&InformerEvent) + Send + Sync + 'static,
+    ) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let (items, rv) = match client.list(self.info, None).await {
@@ -121,7 +129,8 @@ impl Informer {
 
     /// Replaces the cache with a fresh list, telling the handler what changed.
     fn replace_all(&self, items: Vec<Arc<Value>>, handler: &impl Fn(&InformerEvent)) {
-        let fresh: BTreeMap<String, Arc<Value>> = items.into_iter().map(|o| (object_key(&o), o)).collect();
+        let fresh: BTreeMap<String, Arc<Value>> =
+            items.into_iter().map(|o| (object_key(&o), o)).collect();
         let old = std::mem::replace(&mut *self.cache.write(), fresh.clone());
         for (key, new) in &fresh {
             let previous = old.get(key).cloned();
@@ -129,7 +138,10 @@ impl Informer {
                 slipway_core::meta::resource_version(p) != slipway_core::meta::resource_version(new)
             });
             if changed {
-                handler(&InformerEvent::Applied { new: new.clone(), old: previous });
+                handler(&InformerEvent::Applied {
+                    new: new.clone(),
+                    old: previous,
+                });
             }
         }
         for (key, gone) in old {

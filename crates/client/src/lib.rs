@@ -85,10 +85,18 @@ pub trait Client: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<WatchStream, ApiError>> + Send;
 
     /// Creates an object; returns it as stored.
-    fn create(&self, info: &'static ResourceInfo, obj: Value) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn create(
+        &self,
+        info: &'static ResourceInfo,
+        obj: Value,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
 
     /// Replaces an object; its `metadata.resourceVersion` is a precondition (409 if stale).
-    fn replace(&self, info: &'static ResourceInfo, obj: Value) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn replace(
+        &self,
+        info: &'static ResourceInfo,
+        obj: Value,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
 
     /// Replaces an object's status; `metadata.resourceVersion` is a precondition.
     fn replace_status(
@@ -122,7 +130,11 @@ pub trait Client: Clone + Send + Sync + 'static {
 pub fn object_key(obj: &Value) -> String {
     let ns = slipway_core::meta::namespace(obj);
     let name = slipway_core::meta::name(obj);
-    if ns.is_empty() { name.to_string() } else { format!("{ns}/{name}") }
+    if ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
 }
 
 /// Splits a key made by [`object_key`].

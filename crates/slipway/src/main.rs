@@ -76,8 +76,12 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {} (has `slipway serve` run with this data dir?)", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (has `slipway serve` run with this data dir?)",
+                    path.display()
+                )
+            })?;
             print!("{text}");
             Ok(())
         }
@@ -96,9 +100,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             event_ttl: Duration::from_secs(args.event_ttl_seconds),
         })
         .await
-        .with_context(|| format!("starting the API server with data dir {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "starting the API server with data dir {}",
+                args.data_dir.display()
+            )
+        })?;
         if args.runtime == Runtime::Process {
-            tracing::warn!("pods are stored but not run yet: the process runtime is not part of this build");
+            tracing::warn!(
+                "pods are stored but not run yet: the process runtime is not part of this build"
+            );
         }
         println!("kubeconfig written to {}", running.kubeconfig.display());
         println!("API server listening on https://{}", running.addr);

@@ -52,25 +52,53 @@ fn kill_9_during_a_burst_loses_no_acknowledged_write() {
     let highest = acked.iter().map(|(_, rv)| *rv).max().unwrap();
 
     s.spawn(&[]);
-    let (code, body) = s.http("GET", "/api/v1/namespaces/default/configmaps", None, b"", true);
+    let (code, body) = s.http(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        b"",
+        true,
+    );
     assert_eq!(code, 200, "{body}");
     let list: Value = serde_json::from_str(&body).unwrap();
     let present: std::collections::HashMap<String, Value> = list["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["metadata"]["name"].as_str().unwrap().to_string(), o.clone()))
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                o.clone(),
+            )
+        })
         .collect();
     for (name, rv) in &acked {
-        let obj = present.get(name).unwrap_or_else(|| panic!("acknowledged write {name} (rv {rv}) was lost"));
-        assert_eq!(obj["metadata"]["resourceVersion"].as_str().unwrap(), rv.to_string(), "{name}");
+        let obj = present
+            .get(name)
+            .unwrap_or_else(|| panic!("acknowledged write {name} (rv {rv}) was lost"));
+        assert_eq!(
+            obj["metadata"]["resourceVersion"].as_str().unwrap(),
+            rv.to_string(),
+            "{name}"
+        );
         assert!(obj["data"]["i"].is_string(), "objects are whole: {obj}");
     }
-    let list_rv: u64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    assert!(list_rv >= highest, "the revision counter survived: {list_rv} < {highest}");
+    let list_rv: u64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        list_rv >= highest,
+        "the revision counter survived: {list_rv} < {highest}"
+    );
     // The store keeps working and revisions keep increasing.
     s.ok(&["create", "configmap", "after-crash", "--from-literal=a=b"]);
     let after = s.get_json(&["cm", "after-crash"]);
-    let rv: u64 = after["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let rv: u64 = after["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(rv > list_rv);
 }

@@ -11,10 +11,19 @@ use std::time::Duration;
 
 /// The list resourceVersion of configmaps (kubectl's `-o json` list has none).
 fn list_revision(s: &Server) -> String {
-    let (code, body) = s.http("GET", "/api/v1/namespaces/default/configmaps", None, b"", true);
+    let (code, body) = s.http(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        b"",
+        true,
+    );
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    v["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn open_watches(s: &Server) -> u64 {
@@ -33,14 +42,25 @@ fn a_watch_from_a_compacted_revision_gets_410_and_kubectl_relists() {
     s.terminate();
     s.spawn(&[]);
     // History does not survive a restart: revision 1 is too old now.
-    let (code, body) = s.http("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=5", None, b"", true);
+    let (code, body) = s.http(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=5",
+        None,
+        b"",
+        true,
+    );
     assert_eq!(code, 200, "{body}");
     let ev: Value = serde_json::from_str(body.lines().next().expect("one event")).unwrap();
     assert_eq!(ev["type"], "ERROR");
     assert_eq!(ev["object"]["code"], 410);
     assert_eq!(ev["object"]["reason"], "Expired");
     // kubectl's informer machinery handles it: wait works across the restart.
-    s.ok(&["wait", "--for=delete", "configmap/none-such", "--timeout=5s"]);
+    s.ok(&[
+        "wait",
+        "--for=delete",
+        "configmap/none-such",
+        "--timeout=5s",
+    ]);
 }
 
 #[test]
@@ -49,7 +69,9 @@ fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
     let rv = list_revision(&s);
     let (code, body) = s.http(
         "GET",
-        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+        ),
         None,
         b"",
         true,
@@ -58,7 +80,13 @@ fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
     assert!(body.trim().is_empty(), "no changes, no events: {body}");
     // A watch from "0" starts with the current state.
     s.ok(&["create", "configmap", "x", "--from-literal=k=v"]);
-    let (_, body) = s.http("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1", None, b"", true);
+    let (_, body) = s.http(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1",
+        None,
+        b"",
+        true,
+    );
     let first: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
     assert_eq!(first["type"], "ADDED");
     assert_eq!(first["object"]["metadata"]["name"], "x");
@@ -73,7 +101,15 @@ fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
         b"",
         true,
     );
-    let types: Vec<String> = body.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_string()).collect();
+    let types: Vec<String> = body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(types, vec!["ADDED", "DELETED"], "{body}");
 }
 
@@ -81,7 +117,12 @@ fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
 fn a_client_that_disconnects_mid_watch_frees_its_watch() {
     let s = Server::start();
     assert_eq!(open_watches(&s), 0);
-    let mut child = s.kubectl_cmd(&["get", "configmaps", "-w"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = s
+        .kubectl_cmd(&["get", "configmaps", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -90,15 +131,26 @@ fn a_client_that_disconnects_mid_watch_frees_its_watch() {
         }
     });
     s.ok(&["create", "configmap", "seen", "--from-literal=k=v"]);
-    eventually(Duration::from_secs(20), "kubectl get -w to print the new configmap", || {
-        rx.try_recv().ok().filter(|l| l.contains("seen")).map(|_| ())
-    });
+    eventually(
+        Duration::from_secs(20),
+        "kubectl get -w to print the new configmap",
+        || {
+            rx.try_recv()
+                .ok()
+                .filter(|l| l.contains("seen"))
+                .map(|_| ())
+        },
+    );
     assert_eq!(open_watches(&s), 1);
     let _ = child.kill();
     let _ = child.wait();
     // The server notices the closed connection; a write makes sure the stream is exercised.
     s.ok(&["create", "configmap", "after", "--from-literal=k=v"]);
-    eventually(Duration::from_secs(20), "the watch to be released after the client left", || (open_watches(&s) == 0).then_some(()));
+    eventually(
+        Duration::from_secs(20),
+        "the watch to be released after the client left",
+        || (open_watches(&s) == 0).then_some(()),
+    );
 }
 
 #[test]
@@ -139,16 +191,40 @@ fn delete_preconditions_are_checked() {
     let s = Server::start();
     s.ok(&["create", "configmap", "c", "--from-literal=k=v"]);
     let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "not-the-uid"}}).to_string();
-    let (code, resp) = s.http("DELETE", "/api/v1/namespaces/default/configmaps/c", Some("application/json"), body.as_bytes(), true);
+    let (code, resp) = s.http(
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/c",
+        Some("application/json"),
+        body.as_bytes(),
+        true,
+    );
     assert_eq!(code, 409, "{resp}");
-    assert!(resp.contains("Precondition failed: UID in precondition: not-the-uid"), "{resp}");
+    assert!(
+        resp.contains("Precondition failed: UID in precondition: not-the-uid"),
+        "{resp}"
+    );
     let body = json!({"propagationPolicy": "Sideways"}).to_string();
-    let (code, resp) = s.http("DELETE", "/api/v1/namespaces/default/configmaps/c", Some("application/json"), body.as_bytes(), true);
+    let (code, resp) = s.http(
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/c",
+        Some("application/json"),
+        body.as_bytes(),
+        true,
+    );
     assert_eq!(code, 422, "{resp}");
     s.ok(&["get", "configmap", "c"]);
-    let uid = s.get_json(&["configmap", "c"])["metadata"]["uid"].as_str().unwrap().to_string();
+    let uid = s.get_json(&["configmap", "c"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let body = json!({"preconditions": {"uid": uid}, "dryRun": ["All"]}).to_string();
-    let (code, _) = s.http("DELETE", "/api/v1/namespaces/default/configmaps/c", Some("application/json"), body.as_bytes(), true);
+    let (code, _) = s.http(
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/c",
+        Some("application/json"),
+        body.as_bytes(),
+        true,
+    );
     assert_eq!(code, 200);
     s.ok(&["get", "configmap", "c"]);
 }
@@ -163,7 +239,9 @@ fn events_expire_after_their_time_to_live() {
         "firstTimestamp": "2020-01-01T00:00:00Z", "lastTimestamp": "2020-01-01T00:00:00Z", "count": 1
     });
     s.kubectl_stdin(&["create", "-f", "-"], &old.to_string());
-    eventually(Duration::from_secs(20), "the expired event to be removed", || {
-        (s.kubectl(&["get", "event", "old.1"]).code != 0).then_some(())
-    });
+    eventually(
+        Duration::from_secs(20),
+        "the expired event to be removed",
+        || (s.kubectl(&["get", "event", "old.1"]).code != 0).then_some(()),
+    );
 }

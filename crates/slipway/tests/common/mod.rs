@@ -49,7 +49,10 @@ pub fn require_kubectl() {
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    assert!(ok, "kubectl is not on PATH: the integration tests need the real kubectl");
+    assert!(
+        ok,
+        "kubectl is not on PATH: the integration tests need the real kubectl"
+    );
 }
 
 impl Server {
@@ -101,7 +104,11 @@ impl Server {
         // Keep stderr drained so the server never blocks on a full pipe.
         let log_path = self.dir.path().join("server.log");
         std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).ok();
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .ok();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(f) = log.as_mut() {
                     let _ = writeln!(f, "{line}");
@@ -128,8 +135,15 @@ impl Server {
                 Err(_) => break,
             }
         }
-        assert!(ready, "slipway serve did not report ready within 30 s; log:\n{}", self.log());
-        self.token = std::fs::read_to_string(self.data_dir.join("token")).unwrap_or_default().trim().to_string();
+        assert!(
+            ready,
+            "slipway serve did not report ready within 30 s; log:\n{}",
+            self.log()
+        );
+        self.token = std::fs::read_to_string(self.data_dir.join("token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         self.ca_pem = std::fs::read_to_string(self.data_dir.join("ca.crt")).unwrap_or_default();
     }
 
@@ -154,7 +168,10 @@ impl Server {
     /// SIGTERM, and wait for a clean exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -177,7 +194,11 @@ impl Server {
     /// A kubectl command for this server (fresh discovery cache per server).
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(self.cache_dir()).args(args);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache_dir())
+            .args(args);
         cmd.env_remove("KUBECONFIG");
         cmd
     }
@@ -196,28 +217,48 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         Run::from(child.wait_with_output().expect("kubectl output"))
     }
 
     /// Runs kubectl and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let r = self.kubectl(args);
-        assert_eq!(r.code, 0, "kubectl {args:?} failed: {}\n{}\nserver log:\n{}", r.stderr, r.stdout, self.log());
+        assert_eq!(
+            r.code,
+            0,
+            "kubectl {args:?} failed: {}\n{}\nserver log:\n{}",
+            r.stderr,
+            r.stdout,
+            self.log()
+        );
         r.stdout
     }
 
     /// Applies YAML from stdin and asserts success.
     pub fn apply(&self, yaml: &str) -> String {
         let r = self.kubectl_stdin(&["apply", "-f", "-"], yaml);
-        assert_eq!(r.code, 0, "kubectl apply failed: {}\n{}", r.stderr, r.stdout);
+        assert_eq!(
+            r.code, 0,
+            "kubectl apply failed: {}\n{}",
+            r.stderr, r.stdout
+        );
         r.stdout
     }
 
     /// Runs kubectl and asserts failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let r = self.kubectl(args);
-        assert_ne!(r.code, 0, "kubectl {args:?} should have failed but printed: {}", r.stdout);
+        assert_ne!(
+            r.code, 0,
+            "kubectl {args:?} should have failed but printed: {}",
+            r.stdout
+        );
         r.stderr
     }
 
@@ -230,8 +271,23 @@ impl Server {
     }
 
     /// A raw HTTPS request with the admin token (or none). Returns status and body.
-    pub fn http(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8], auth: bool) -> (u16, String) {
-        http_request(&self.addr, &self.ca_pem, if auth { Some(&self.token) } else { None }, method, path, content_type, body)
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        auth: bool,
+    ) -> (u16, String) {
+        http_request(
+            &self.addr,
+            &self.ca_pem,
+            if auth { Some(&self.token) } else { None },
+            method,
+            path,
+            content_type,
+            body,
+        )
     }
 }
 
@@ -251,7 +307,10 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         std::thread::park_timeout(Duration::from_millis(50));
     }
 }
@@ -272,17 +331,23 @@ pub fn http_request(
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("CA cert");
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let name = ServerName::try_from("127.0.0.1").expect("server name");
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
     let tcp = std::net::TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -302,8 +367,14 @@ pub fn http_request(
 fn parse_response(raw: &[u8]) -> (u16, String) {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
     if !chunked {
         return (code, body.to_string());
     }
