@@ -106,10 +106,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
-        if args.runtime == Runtime::Process {
-            tracing::warn!(
-                "pods are stored but not run yet: the process runtime is not part of this build"
-            );
+        match args.runtime {
+            Runtime::Simulated => {
+                let kubelet =
+                    slipway_apiserver::local::LocalClient::new(running.rest.clone(), "kubelet");
+                tokio::spawn(slipway_agent::run_simulated(
+                    kubelet,
+                    std::sync::Arc::new(chrono::Utc::now),
+                ));
+            }
+            Runtime::Process => {
+                tracing::warn!(
+                    "pods are stored but not run: the process runtime is not part of this build yet (use --runtime simulated)"
+                );
+            }
         }
         println!("kubeconfig written to {}", running.kubeconfig.display());
         println!("API server listening on https://{}", running.addr);

@@ -1,0 +1,178 @@
+//! The node agent: it binds new pods to this node (Slipway has one node, so binding is the
+//! whole of scheduling), runs them with a runtime, reports their status, and confirms their
+//! termination so the API server can remove them.
+//!
+//! Only the simulated runtime exists so far ([`simulated`]): pods become Running and Ready
+//! on a schedule chosen by annotations, without a process.
+
+pub mod simulated;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use slipway_client::{Client, DeleteParams, Informer, PatchType, WorkQueue, split_key};
+use slipway_core::{meta, resources};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The name of the one node.
+pub const NODE_NAME: &str = "slipway";
+
+/// A clock, injected so tests and simulations control time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Pod addresses: 127.128.0.0/9, skipping .0 and .255 (see docs/networking.md).
+#[derive(Default)]
+struct IpPool {
+    by_uid: HashMap<String, String>,
+    used: HashSet<String>,
+    next: u32,
+}
+
+impl IpPool {
+    fn address(n: u32) -> String {
+        std::net::Ipv4Addr::from((127u32 << 24) | (1u32 << 23) | n).to_string()
+    }
+
+    fn get_or_allocate(&mut self, uid: &str, existing: Option<&str>) -> String {
+        if let Some(ip) = self.by_uid.get(uid) {
+            return ip.clone();
+        }
+        let ip = match existing.filter(|ip| !ip.is_empty()) {
+            Some(ip) => ip.to_string(),
+            None => loop {
+                self.next = (self.next % ((1 << 23) - 2)) + 1;
+                let candidate = Self::address(self.next);
+                if self.next & 0xff != 0 && self.next & 0xff != 0xff && !self.used.contains(&candidate) {
+                    break candidate;
+                }
+            },
+        };
+        self.used.insert(ip.clone());
+        self.by_uid.insert(uid.to_string(), ip.clone());
+        ip
+    }
+
+    fn release(&mut self, uid: &str) {
+        if let Some(ip) = self.by_uid.remove(uid) {
+            self.used.remove(&ip);
+        }
+    }
+}
+
+/// Runs the agent with the simulated runtime until the process ends.
+pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
+    let info = resources::lookup("", "v1", "pods").expect("pods are served");
+    let queue = WorkQueue::new();
+    let handler_queue = queue.clone();
+    let pods = Informer::start(client.clone(), info, move |ev| {
+        let obj = match ev {
+            slipway_client::InformerEvent::Applied { new, .. } => new,
+            slipway_client::InformerEvent::Deleted(last) => last,
+        };
+        handler_queue.add(slipway_client::object_key(obj));
+    })
+    .await;
+    let ips = Mutex::new(IpPool::default());
+    while let Some(key) = queue.next().await {
+        if let Err(e) = reconcile(&client, &pods, &queue, &ips, &clock, &key).await {
+            tracing::debug!(pod = key, error = %e, "agent sync failed; retrying");
+            queue.add_after(key.clone(), std::time::Duration::from_millis(200));
+        }
+        queue.done(&key);
+    }
+}
+
+fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v?.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn instant_of(at: DateTime<Utc>, now: DateTime<Utc>) -> tokio::time::Instant {
+    let delay = (at - now).to_std().unwrap_or_default();
+    tokio::time::Instant::now() + delay
+}
+
+async fn reconcile<C: Client>(
+    client: &C,
+    pods: &Informer,
+    queue: &WorkQueue,
+    ips: &Mutex<IpPool>,
+    clock: &Clock,
+    key: &str,
+) -> Result<(), slipway_core::ApiError> {
+    let info = pods.resource();
+    let (namespace, name) = split_key(key);
+    let Some(pod) = pods.get(key) else {
+        return Ok(());
+    };
+    let uid = meta::uid(&pod).to_string();
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    if node.is_empty() {
+        if meta::deletion_timestamp(&pod).is_none() {
+            client
+                .patch(info, namespace, name, PatchType::Merge, json!({"spec": {"nodeName": NODE_NAME}}))
+                .await?;
+        }
+        return Ok(());
+    }
+    if node != NODE_NAME {
+        return Ok(());
+    }
+    let now = clock();
+    if meta::deletion_timestamp(&pod).is_some() {
+        let done_at = simulated::terminated_at(&pod).unwrap_or(now);
+        if now >= done_at {
+            let params = DeleteParams { grace_period_seconds: Some(0), precondition_uid: Some(uid.clone()), ..DeleteParams::default() };
+            match client.delete(info, namespace, name, params).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+            ips.lock().release(&uid);
+        } else {
+            queue.add_at(key, instant_of(done_at, now));
+        }
+        return Ok(());
+    }
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    if phase == "Succeeded" || phase == "Failed" {
+        return Ok(());
+    }
+    let started = parse_time(pod.pointer("/status/startTime")).unwrap_or(now);
+    let existing_ip = pod.pointer("/status/podIP").and_then(Value::as_str);
+    let ip = ips.lock().get_or_allocate(&uid, existing_ip);
+    let (status, next) = simulated::status_at(&pod, started, now, &ip);
+    if pod.get("status") != Some(&status) {
+        let mut updated = (*pod).clone();
+        updated["status"] = status;
+        match client.replace_status(info, updated).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => queue.add(key),
+            Err(e) if e.code == 404 => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(at) = next {
+        queue.add_at(key, instant_of(at, now));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_ips_are_unique_loopback_addresses_and_reused_after_release() {
+        let mut pool = IpPool::default();
+        let a = pool.get_or_allocate("a", None);
+        let b = pool.get_or_allocate("b", None);
+        assert_ne!(a, b);
+        assert!(a.starts_with("127.128."), "{a}");
+        assert_eq!(pool.get_or_allocate("a", None), a);
+        let adopted = pool.get_or_allocate("c", Some("127.128.0.9"));
+        assert_eq!(adopted, "127.128.0.9");
+        pool.release("a");
+        assert!(!pool.used.contains(&a));
+    }
+}
