@@ -43,7 +43,10 @@ impl IpPool {
             None => loop {
                 self.next = (self.next % ((1 << 23) - 2)) + 1;
                 let candidate = Self::address(self.next);
-                if self.next & 0xff != 0 && self.next & 0xff != 0xff && !self.used.contains(&candidate) {
+                if self.next & 0xff != 0
+                    && self.next & 0xff != 0xff
+                    && !self.used.contains(&candidate)
+                {
                     break candidate;
                 }
             },
@@ -84,7 +87,9 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
 }
 
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v?.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(v?.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn instant_of(at: DateTime<Utc>, now: DateTime<Utc>) -> tokio::time::Instant {
@@ -106,11 +111,20 @@ async fn reconcile<C: Client>(
         return Ok(());
     };
     let uid = meta::uid(&pod).to_string();
-    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if node.is_empty() {
         if meta::deletion_timestamp(&pod).is_none() {
             client
-                .patch(info, namespace, name, PatchType::Merge, json!({"spec": {"nodeName": NODE_NAME}}))
+                .patch(
+                    info,
+                    namespace,
+                    name,
+                    PatchType::Merge,
+                    json!({"spec": {"nodeName": NODE_NAME}}),
+                )
                 .await?;
         }
         return Ok(());
@@ -122,7 +136,11 @@ async fn reconcile<C: Client>(
     if meta::deletion_timestamp(&pod).is_some() {
         let done_at = simulated::terminated_at(&pod).unwrap_or(now);
         if now >= done_at {
-            let params = DeleteParams { grace_period_seconds: Some(0), precondition_uid: Some(uid.clone()), ..DeleteParams::default() };
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                precondition_uid: Some(uid.clone()),
+                ..DeleteParams::default()
+            };
             match client.delete(info, namespace, name, params).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 || e.code == 409 => {}
@@ -134,7 +152,10 @@ async fn reconcile<C: Client>(
         }
         return Ok(());
     }
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if phase == "Succeeded" || phase == "Failed" {
         return Ok(());
     }

@@ -42,18 +42,23 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::milliseconds((secs * 1000.0) as i64));
+        return (secs >= 0.0 && secs.is_finite())
+            .then(|| Duration::milliseconds((secs * 1000.0) as i64));
     }
     let mut total_ms = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let value: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 1.0,
             "s" => 1_000.0,
@@ -70,12 +75,22 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 impl Behaviour {
     /// Reads the annotations of a pod (or pod template).
     pub fn of(pod: &Value) -> Behaviour {
-        let ann = |k: &str| pod.pointer("/metadata/annotations").and_then(|a| a.get(k)).and_then(Value::as_str);
+        let ann = |k: &str| {
+            pod.pointer("/metadata/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+        };
         Behaviour {
-            ready_after: ann(READY_AFTER).and_then(parse_duration).unwrap_or_else(Duration::zero),
+            ready_after: ann(READY_AFTER)
+                .and_then(parse_duration)
+                .unwrap_or_else(Duration::zero),
             never_ready: ann(NEVER_READY) == Some("true"),
-            crash_after: ann(CRASH_AFTER).and_then(parse_duration).filter(|d| *d > Duration::zero()),
-            terminate_after: ann(TERMINATE_AFTER).and_then(parse_duration).unwrap_or_else(Duration::zero),
+            crash_after: ann(CRASH_AFTER)
+                .and_then(parse_duration)
+                .filter(|d| *d > Duration::zero()),
+            terminate_after: ann(TERMINATE_AFTER)
+                .and_then(parse_duration)
+                .unwrap_or_else(Duration::zero),
         }
     }
 }
@@ -86,7 +101,12 @@ fn ts(t: DateTime<Utc>) -> String {
 
 /// The simulated status of `pod` at `now`, for a pod whose containers started at `started`
 /// and that has address `ip`; and when it next changes by itself (if ever).
-pub fn status_at(pod: &Value, started: DateTime<Utc>, now: DateTime<Utc>, ip: &str) -> (Value, Option<DateTime<Utc>>) {
+pub fn status_at(
+    pod: &Value,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+    ip: &str,
+) -> (Value, Option<DateTime<Utc>>) {
     let b = Behaviour::of(pod);
     let elapsed = (now - started).max(Duration::zero());
     let (restarts, last_start, next_crash) = match b.crash_after {
@@ -104,10 +124,12 @@ pub fn status_at(pod: &Value, started: DateTime<Utc>, now: DateTime<Utc>, ip: &s
         next = Some(next.map_or(ready_at, |n| n.min(ready_at)));
     }
     let ready_since = if ready { ready_at } else { last_start };
-    let cond = |t: &str, ok: bool, since: DateTime<Utc>| {
-        json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": ts(since)})
-    };
-    let containers: Vec<&Value> = pod.pointer("/spec/containers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let cond = |t: &str, ok: bool, since: DateTime<Utc>| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": ts(since)});
+    let containers: Vec<&Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let statuses: Vec<Value> = containers
         .iter()
         .map(|c| {
@@ -159,8 +181,13 @@ pub fn status_at(pod: &Value, started: DateTime<Utc>, now: DateTime<Utc>, ip: &s
 /// When a pod being deleted finishes terminating: the delete time plus `terminate-after`,
 /// but never later than its grace period allows.
 pub fn terminated_at(pod: &Value) -> Option<DateTime<Utc>> {
-    let deadline = DateTime::parse_from_rfc3339(slipway_core::meta::deletion_timestamp(pod)?).ok()?.with_timezone(&Utc);
-    let grace = pod.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+    let deadline = DateTime::parse_from_rfc3339(slipway_core::meta::deletion_timestamp(pod)?)
+        .ok()?
+        .with_timezone(&Utc);
+    let grace = pod
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let requested = deadline - Duration::seconds(grace);
     let b = Behaviour::of(pod);
     Some((requested + b.terminate_after).min(deadline))
@@ -212,7 +239,10 @@ mod tests {
         let (st, next) = status_at(&crashy, at(0), at(25), "ip");
         assert_eq!(st["containerStatuses"][0]["restartCount"], 2);
         assert_eq!(st["containerStatuses"][0]["ready"], true);
-        assert_eq!(st["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+        assert_eq!(
+            st["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+            1
+        );
         assert_eq!(next, Some(at(30)));
         let (st, next) = status_at(&crashy, at(0), at(20), "ip");
         assert_eq!(st["containerStatuses"][0]["ready"], false);

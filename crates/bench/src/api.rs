@@ -132,8 +132,14 @@ impl Slipway {
     /// SIGTERM, and wait (bounded) for the exit.
     async fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_err()
+            {
                 self.child.kill().await?;
             }
         }
@@ -151,8 +157,9 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     };
 
     // 1 + 2. Cold start, warm restart, idle RSS.
-    let version_runs: Vec<f64> =
-        (0..plan.trials * 2).map(|_| time_version(&bin)).collect::<Result<_>>()?;
+    let version_runs: Vec<f64> = (0..plan.trials * 2)
+        .map(|_| time_version(&bin))
+        .collect::<Result<_>>()?;
     let version_ms = median(&version_runs);
     let (mut cold, mut warm, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.trials {
@@ -179,7 +186,9 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         baseline: version_ms,
         goal: Goal::Below(200.0),
     });
-    let sleep_rss: Vec<f64> = (0..plan.trials).map(|_| baseline::trivial_rss_mib()).collect::<Result<_>>()?;
+    let sleep_rss: Vec<f64> = (0..plan.trials)
+        .map(|_| baseline::trivial_rss_mib())
+        .collect::<Result<_>>()?;
     emit(Metric {
         name: "idle RSS after 2 s (MiB)".into(),
         value: median(&rss),
@@ -193,9 +202,16 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     let ep = server.endpoint.clone();
     let mut admin = ep.connect().await?;
     admin
-        .expect_ok(Method::POST, "/apis/apps/v1/namespaces/default/deployments", JSON, deployment_json())
+        .expect_ok(
+            Method::POST,
+            "/apis/apps/v1/namespaces/default/deployments",
+            JSON,
+            deployment_json(),
+        )
         .await?;
-    let deployment = admin.expect_ok(Method::GET, DEPLOYMENT_PATH, JSON, Bytes::new()).await?;
+    let deployment = admin
+        .expect_ok(Method::GET, DEPLOYMENT_PATH, JSON, Bytes::new())
+        .await?;
     let minimal = MinimalServer::start(deployment)?;
 
     // 3. Open-loop GET latency.
@@ -226,7 +242,8 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     let (mut gets, mut base_gets) = (Vec::new(), Vec::new());
     for _ in 0..plan.trials {
         gets.push(closed_loop(&ep, Op::Get, plan.throughput_run, &counter).await?);
-        base_gets.push(closed_loop(&minimal.endpoint, Op::Get, plan.throughput_run, &counter).await?);
+        base_gets
+            .push(closed_loop(&minimal.endpoint, Op::Get, plan.throughput_run, &counter).await?);
     }
     drop(minimal);
     emit(Metric {
@@ -237,7 +254,12 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     });
     for c in 0..THROUGHPUT_CONNS {
         admin
-            .expect_ok(Method::POST, &format!("{NS}/configmaps"), JSON, configmap_json(&format!("bench-patch-{c}")))
+            .expect_ok(
+                Method::POST,
+                &format!("{NS}/configmaps"),
+                JSON,
+                configmap_json(&format!("bench-patch-{c}")),
+            )
             .await?;
     }
     let (mut creates, mut patches, mut sqlite) = (Vec::new(), Vec::new(), Vec::new());
@@ -246,7 +268,9 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         creates.push(closed_loop(&ep, Op::Create, plan.throughput_run, &counter).await?);
         patches.push(closed_loop(&ep, Op::Patch, plan.throughput_run, &counter).await?);
         let (v, d) = (value.clone(), plan.throughput_run);
-        sqlite.push(tokio::task::spawn_blocking(move || baseline::sqlite_inserts_per_sec(&v, d)).await??);
+        sqlite.push(
+            tokio::task::spawn_blocking(move || baseline::sqlite_inserts_per_sec(&v, d)).await??,
+        );
     }
     emit(Metric {
         name: "durable creates/s (ConfigMap POST)".into(),
@@ -284,14 +308,18 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         created as f64 / took.as_secs_f64()
     );
     let path = format!("{NS}/pods");
-    let (json_ms, body) = time_list(&mut admin, &path, "application/json", plan.trials).await?;
+    let (json_ms, json_first, body) =
+        time_list(&mut admin, &path, "application/json", plan.trials).await?;
     let list: Value = serde_json::from_slice(&body)?;
     let items = list["items"].as_array().map_or(0, Vec::len);
     if items != plan.pods {
         bail!("the pod list has {items} items, expected {}", plan.pods);
     }
-    let (table_ms, table) = time_list(&mut admin, &path, TABLE_ACCEPT, plan.trials).await?;
-    let rows = serde_json::from_slice::<Value>(&table)?["rows"].as_array().map_or(0, Vec::len);
+    let (table_ms, table_first, table) =
+        time_list(&mut admin, &path, TABLE_ACCEPT, plan.trials).await?;
+    let rows = serde_json::from_slice::<Value>(&table)?["rows"]
+        .as_array()
+        .map_or(0, Vec::len);
     if rows != plan.pods {
         bail!("the pod Table has {rows} rows, expected {}", plan.pods);
     }
@@ -307,6 +335,20 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         "note: list bodies: JSON {:.1} MiB, Table {:.1} MiB",
         body.len() as f64 / 1048576.0,
         table.len() as f64 / 1048576.0
+    );
+    // Where the time goes: the same bodies, served by the minimal server (TLS + transfer +
+    // the client's read only).
+    for (what, bytes) in [("JSON", body.clone()), ("Table", table.clone())] {
+        let minimal = MinimalServer::start(bytes)?;
+        let mut conn = minimal.endpoint.connect().await?;
+        let (t, _, _) = time_list(&mut conn, &path, "application/json", plan.trials).await?;
+        eprintln!(
+            "note: the same {what} list body from the minimal server (TLS and transfer only): {t:.1} ms"
+        );
+    }
+    eprintln!(
+        "note: Slipway's time to the response headers (the body is built before they are sent): \
+         JSON {json_first:.1} ms, Table {table_first:.1} ms"
     );
     emit(Metric {
         name: "LIST 10k pods, JSON (ms)".into(),
@@ -407,7 +449,12 @@ enum Op {
 
 /// Successful requests per second of `op` with [`THROUGHPUT_CONNS`] workers, each sending
 /// its next request as soon as the previous one is answered, for `run`.
-async fn closed_loop(ep: &Endpoint, op: Op, run: Duration, counter: &Arc<AtomicU64>) -> Result<f64> {
+async fn closed_loop(
+    ep: &Endpoint,
+    op: Op,
+    run: Duration,
+    counter: &Arc<AtomicU64>,
+) -> Result<f64> {
     let conns = connect_all(ep, THROUGHPUT_CONNS).await?;
     let start = Instant::now();
     let deadline = start + run;
@@ -423,18 +470,27 @@ async fn closed_loop(ep: &Endpoint, op: Op, run: Duration, counter: &Arc<AtomicU
                     Op::Get => conn.get(DEPLOYMENT_PATH).await,
                     Op::Create => {
                         let body = configmap_json(&format!("bench-cm-{n:07}"));
-                        conn.call(Method::POST, &format!("{NS}/configmaps"), JSON, body).await
+                        conn.call(Method::POST, &format!("{NS}/configmaps"), JSON, body)
+                            .await
                     }
                     Op::Patch => {
                         let body = Bytes::from(format!(r#"{{"data":{{"n":"{n}"}}}}"#));
-                        conn.call(Method::PATCH, &format!("{NS}/configmaps/bench-patch-{c}"), MERGE_PATCH, body).await
+                        conn.call(
+                            Method::PATCH,
+                            &format!("{NS}/configmaps/bench-patch-{c}"),
+                            MERGE_PATCH,
+                            body,
+                        )
+                        .await
                     }
                 };
                 match result {
                     Ok((s, _)) if s.is_success() => ok += 1,
                     Ok((s, body)) => {
                         failed += 1;
-                        first_error.get_or_insert_with(|| format!("{s}: {}", String::from_utf8_lossy(&body)));
+                        first_error.get_or_insert_with(|| {
+                            format!("{s}: {}", String::from_utf8_lossy(&body))
+                        });
                     }
                     Err(e) => return Err(e),
                 }
@@ -477,7 +533,8 @@ async fn create_pods(ep: &Endpoint, n: usize) -> Result<(usize, Duration)> {
                 if start.elapsed() > POD_CREATE_TIMEOUT {
                     bail!("creating {n} pods took longer than {POD_CREATE_TIMEOUT:?}");
                 }
-                conn.expect_ok(Method::POST, &format!("{NS}/pods"), JSON, pod_json(i)).await?;
+                conn.expect_ok(Method::POST, &format!("{NS}/pods"), JSON, pod_json(i))
+                    .await?;
                 done += 1;
             }
         }));
@@ -490,17 +547,37 @@ async fn create_pods(ep: &Endpoint, n: usize) -> Result<(usize, Duration)> {
 }
 
 /// Median milliseconds (over `trials`, after one warm-up) from sending `GET path` with
-/// `accept` to having read the whole body; also returns the body.
-async fn time_list(conn: &mut crate::client::Conn, path: &str, accept: &str, trials: usize) -> Result<(f64, Bytes)> {
-    let headers = Headers { accept: Some(accept), content_type: None };
-    let mut body = conn.expect_ok(Method::GET, path, headers, Bytes::new()).await?;
-    let mut times = Vec::new();
+/// `accept` to having read the whole body, the median to the response headers, and the body.
+async fn time_list(
+    conn: &mut crate::client::Conn,
+    path: &str,
+    accept: &str,
+    trials: usize,
+) -> Result<(f64, f64, Bytes)> {
+    let headers = Headers {
+        accept: Some(accept),
+        content_type: None,
+    };
+    let mut body = conn
+        .expect_ok(Method::GET, path, headers, Bytes::new())
+        .await?;
+    let (mut total, mut first) = (Vec::new(), Vec::new());
     for _ in 0..trials {
         let t = Instant::now();
-        body = conn.expect_ok(Method::GET, path, headers, Bytes::new()).await?;
-        times.push(ms(t.elapsed()));
+        let resp = tokio::time::timeout(
+            crate::client::REQUEST_TIMEOUT,
+            conn.start(Method::GET, path, headers, Bytes::new()),
+        )
+        .await
+        .map_err(|_| anyhow!("GET {path} timed out"))??;
+        first.push(ms(t.elapsed()));
+        if resp.status() != StatusCode::OK {
+            bail!("GET {path}: {}", resp.status());
+        }
+        body = resp.into_body().collect().await?.to_bytes();
+        total.push(ms(t.elapsed()));
     }
-    Ok((median(&times), body))
+    Ok((median(&total), median(&first), body))
 }
 
 /// For `n` sequential merge patches of one ConfigMap: the time from sending each patch to
@@ -508,15 +585,28 @@ async fn time_list(conn: &mut crate::client::Conn, path: &str, accept: &str, tri
 async fn watch_delivery(ep: &Endpoint, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     const NAME: &str = "bench-watch";
     let mut writer = ep.connect().await?;
-    let created = writer.expect_ok(Method::POST, &format!("{NS}/configmaps"), JSON, configmap_json(NAME)).await?;
+    let created = writer
+        .expect_ok(
+            Method::POST,
+            &format!("{NS}/configmaps"),
+            JSON,
+            configmap_json(NAME),
+        )
+        .await?;
     let created: Value = serde_json::from_slice(&created)?;
-    let rv = created["metadata"]["resourceVersion"].as_str().context("no resourceVersion")?.to_string();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .context("no resourceVersion")?
+        .to_string();
     let mut watcher = ep.connect().await?;
     let resp = watcher
         .start(
             Method::GET,
             &format!("{NS}/configmaps?watch=true&resourceVersion={rv}"),
-            Headers { accept: Some("application/json"), content_type: None },
+            Headers {
+                accept: Some("application/json"),
+                content_type: None,
+            },
             Bytes::new(),
         )
         .await?;
@@ -528,16 +618,22 @@ async fn watch_delivery(ep: &Endpoint, n: usize) -> Result<(Vec<f64>, Vec<f64>)>
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(Ok(frame)) = body.frame().await {
-            let Some(data) = frame.data_ref() else { continue };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
             let now = Instant::now();
             buf.extend_from_slice(data);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
-                let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
                 if ev["type"] != "MODIFIED" || ev["object"]["metadata"]["name"] != NAME {
                     continue;
                 }
-                if let Some(seq) = ev["object"]["data"]["seq"].as_str().and_then(|s| s.parse().ok())
+                if let Some(seq) = ev["object"]["data"]["seq"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
                     && tx.send((seq, now)).is_err()
                 {
                     return;
@@ -551,7 +647,9 @@ async fn watch_delivery(ep: &Endpoint, n: usize) -> Result<(Vec<f64>, Vec<f64>)>
     for i in 0..n + WARMUP {
         let body = Bytes::from(format!(r#"{{"data":{{"seq":"{i}"}}}}"#));
         let t0 = Instant::now();
-        writer.expect_ok(Method::PATCH, &path, MERGE_PATCH, body).await?;
+        writer
+            .expect_ok(Method::PATCH, &path, MERGE_PATCH, body)
+            .await?;
         let acked = t0.elapsed();
         let seen = loop {
             match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {

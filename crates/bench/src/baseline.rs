@@ -34,27 +34,40 @@ impl MinimalServer {
             .thread_name("baseline-server")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         runtime.spawn(async move {
+            let Ok(listener) = TcpListener::from_std(listener) else {
+                return;
+            };
             while let Ok((tcp, _)) = listener.accept().await {
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let body = body.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let service = service_fn(move |_req| {
                         let mut resp = Response::new(Full::new(body.clone()));
-                        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                        resp.headers_mut()
+                            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                         async move { Ok::<_, Infallible>(resp) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
         let endpoint = Endpoint::new(addr, &creds.ca_pem, &creds.token)?;
-        Ok(MinimalServer { runtime: Some(runtime), endpoint, _dir: dir })
+        Ok(MinimalServer {
+            runtime: Some(runtime),
+            endpoint,
+            _dir: dir,
+        })
     }
 }
 
@@ -79,7 +92,8 @@ pub fn sqlite_inserts_per_sec(value: &[u8], duration: Duration) -> Result<f64> {
     let mut n = 0u64;
     while start.elapsed() < duration && n < 1_000_000 {
         // Autocommit: each execute is its own transaction, committed (and fsynced) on return.
-        stmt.execute(rusqlite::params![format!("key-{n}"), value]).context("baseline insert")?;
+        stmt.execute(rusqlite::params![format!("key-{n}"), value])
+            .context("baseline insert")?;
         n += 1;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())

@@ -35,14 +35,17 @@ impl Endpoint {
     pub fn new(addr: SocketAddr, ca_pem: &str, token: &str) -> Result<Endpoint> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(cert.context("CA PEM")?).context("CA certificate")?;
+            roots
+                .add(cert.context("CA PEM")?)
+                .context("CA certificate")?;
         }
-        let mut config =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .context("TLS versions")?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Endpoint {
             addr,
@@ -54,14 +57,24 @@ impl Endpoint {
 
     /// Opens one keep-alive TLS connection.
     pub async fn connect(&self) -> Result<Conn> {
-        let tcp = TcpStream::connect(self.addr).await.with_context(|| format!("connecting to {}", self.addr))?;
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("connecting to {}", self.addr))?;
         tcp.set_nodelay(true)?;
-        let tls = self.connector.connect(ServerName::from(self.addr.ip()), tcp).await.context("TLS handshake")?;
+        let tls = self
+            .connector
+            .connect(ServerName::from(self.addr.ip()), tcp)
+            .await
+            .context("TLS handshake")?;
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn { send, host: self.host.clone(), auth: self.auth.clone() })
+        Ok(Conn {
+            send,
+            host: self.host.clone(),
+            auth: self.auth.clone(),
+        })
     }
 }
 
@@ -83,7 +96,13 @@ pub struct Headers<'a> {
 
 impl Conn {
     /// Sends a request and returns the response with its body still streaming.
-    pub async fn start(&mut self, method: Method, path: &str, headers: Headers<'_>, body: Bytes) -> Result<Response<Incoming>> {
+    pub async fn start(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: Headers<'_>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -101,33 +120,56 @@ impl Conn {
     }
 
     /// Sends a request and reads the whole response, within [`REQUEST_TIMEOUT`].
-    pub async fn call(&mut self, method: Method, path: &str, headers: Headers<'_>, body: Bytes) -> Result<(StatusCode, Bytes)> {
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: Headers<'_>,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes)> {
         let fut = async {
             let resp = self.start(method, path, headers, body).await?;
             let status = resp.status();
             let body = resp.into_body().collect().await?.to_bytes();
             anyhow::Ok((status, body))
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| anyhow!("request timed out after {REQUEST_TIMEOUT:?}"))?
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
+            .await
+            .map_err(|_| anyhow!("request timed out after {REQUEST_TIMEOUT:?}"))?
     }
 
     /// `GET path`.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes)> {
-        self.call(Method::GET, path, Headers::default(), Bytes::new()).await
+        self.call(Method::GET, path, Headers::default(), Bytes::new())
+            .await
     }
 
     /// Sends and fails unless the status is 2xx; returns the body.
-    pub async fn expect_ok(&mut self, method: Method, path: &str, headers: Headers<'_>, body: Bytes) -> Result<Bytes> {
+    pub async fn expect_ok(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: Headers<'_>,
+        body: Bytes,
+    ) -> Result<Bytes> {
         let (status, body) = self.call(method.clone(), path, headers, body).await?;
         if !status.is_success() {
-            return Err(anyhow!("{method} {path}: {status}: {}", String::from_utf8_lossy(&body)));
+            return Err(anyhow!(
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
         }
         Ok(body)
     }
 }
 
 /// `application/json` for request bodies.
-pub const JSON: Headers<'static> = Headers { accept: Some("application/json"), content_type: Some("application/json") };
+pub const JSON: Headers<'static> = Headers {
+    accept: Some("application/json"),
+    content_type: Some("application/json"),
+};
 /// A JSON merge patch.
-pub const MERGE_PATCH: Headers<'static> =
-    Headers { accept: Some("application/json"), content_type: Some("application/merge-patch+json") };
+pub const MERGE_PATCH: Headers<'static> = Headers {
+    accept: Some("application/json"),
+    content_type: Some("application/merge-patch+json"),
+};

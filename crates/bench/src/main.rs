@@ -38,9 +38,17 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Api { slipway, quick, markdown } => {
+        Cmd::Api {
+            slipway,
+            quick,
+            markdown,
+        } => {
             let bin = slipway.map_or_else(default_slipway, Ok)?;
-            let plan = if quick { api::Plan::quick() } else { api::Plan::full() };
+            let plan = if quick {
+                api::Plan::quick()
+            } else {
+                api::Plan::full()
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("bench-client")
@@ -73,5 +81,9 @@ fn main() -> Result<()> {
 fn default_slipway() -> Result<PathBuf> {
     let me = std::env::current_exe().context("locating slipway-bench")?;
     let sibling = me.with_file_name("slipway");
-    Ok(if sibling.is_file() { sibling } else { PathBuf::from("slipway") })
+    Ok(if sibling.is_file() {
+        sibling
+    } else {
+        PathBuf::from("slipway")
+    })
 }

@@ -94,7 +94,10 @@ impl Metric {
 
 /// The header above [`Metric::line`]s.
 pub fn header() -> String {
-    format!("{:<44} {:>10} {:>10} {:>9} {:>10}  result", "metric", "value", "baseline", "ratio", "target")
+    format!(
+        "{:<44} {:>10} {:>10} {:>9} {:>10}  result",
+        "metric", "value", "baseline", "ratio", "target"
+    )
 }
 
 /// Three significant-ish digits.
@@ -128,10 +131,18 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let m = Metric { name: "x".into(), value: 5.0, baseline: 2.0, goal: Goal::Below(10.0) };
+        let m = Metric {
+            name: "x".into(),
+            value: 5.0,
+            baseline: 2.0,
+            goal: Goal::Below(10.0),
+        };
         assert_eq!(m.verdict(), "PASS");
         assert_eq!(m.ratio(), 2.5);
-        let m = Metric { goal: Goal::AtLeast(10.0), ..m };
+        let m = Metric {
+            goal: Goal::AtLeast(10.0),
+            ..m
+        };
         assert_eq!(m.verdict(), "MISS");
     }
 }

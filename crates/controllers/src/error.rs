@@ -47,4 +47,16 @@ pub enum PlanError {
         /// The converter's message.
         message: String,
     },
+    /// No Deployment selects a ReplicaSet (event routing of an orphan).
+    #[error(
+        "could not find deployments set for ReplicaSet {name} in namespace {namespace} with labels: map[{labels}]"
+    )]
+    NoDeploymentForReplicaSet {
+        /// ReplicaSet name.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its labels as Go prints a map (`k:v` pairs, sorted, space separated).
+        labels: String,
+    },
 }

@@ -106,6 +106,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
+        let controller_client = slipway_apiserver::local::LocalClient::new(
+            running.rest.clone(),
+            slipway_apiserver::local::CONTROLLER_MANAGER,
+        );
+        slipway_controllers::runtime::start(controller_client, std::sync::Arc::new(chrono::Utc::now))
+            .await;
         match args.runtime {
             Runtime::Simulated => {
                 let kubelet =

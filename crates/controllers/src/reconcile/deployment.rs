@@ -1,0 +1,313 @@
+//! The Deployment reconciler: observes a Deployment, its ReplicaSets and their pods from the
+//! shared informers, asks [`crate::deployment::plan`] for one pass, and applies the steps in
+//! order, stopping at the first failure.
+
+use crate::deployment::{self, CreateConflict, DeploymentAction, ObservedDeployment};
+use crate::events;
+use crate::runtime::{Clock, Informers, jiff_now};
+use crate::{Requeue, Step};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use slipway_client::{Client, DeleteParams, InformerEvent, PatchType, WorkQueue, object_key};
+use slipway_core::{ApiError, meta, resources};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const COMPONENT: &str = "deployment-controller";
+
+/// The controller reference of an object: (kind, name, uid).
+pub(crate) fn controller_of(obj: &Value) -> Option<(&str, &str, &str)> {
+    obj.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| {
+            Some((
+                r.get("kind")?.as_str()?,
+                r.get("name")?.as_str()?,
+                r.get("uid")?.as_str()?,
+            ))
+        })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+}
+
+fn untyped<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The Deployment controller.
+pub struct DeploymentController<C: Client> {
+    client: C,
+    informers: Informers,
+    clock: Clock,
+    queue: WorkQueue,
+}
+
+impl<C: Client> DeploymentController<C> {
+    /// A controller over shared informers.
+    pub fn new(client: C, informers: Informers, clock: Clock) -> Arc<Self> {
+        Arc::new(DeploymentController {
+            client,
+            informers,
+            clock,
+            queue: WorkQueue::new(),
+        })
+    }
+
+    /// Informer handler for Deployments.
+    pub fn on_deployment(&self, ev: &InformerEvent) {
+        let obj = match ev {
+            InformerEvent::Applied { new, .. } => new,
+            InformerEvent::Deleted(last) => last,
+        };
+        self.queue.add(object_key(obj));
+    }
+
+    /// Informer handler for ReplicaSets: wakes the owning Deployment, or for an orphan, the
+    /// Deployments whose selector matches it.
+    pub fn on_replica_set(&self, ev: &InformerEvent) {
+        let (new, old) = match ev {
+            InformerEvent::Applied { new, old } => (new, old.as_ref()),
+            InformerEvent::Deleted(last) => (last, None),
+        };
+        for obj in std::iter::once(new).chain(old) {
+            match controller_of(obj) {
+                Some(("Deployment", name, _)) => {
+                    self.queue.add(format!("{}/{name}", meta::namespace(obj)));
+                }
+                Some(_) => {}
+                None => self.enqueue_selecting(obj),
+            }
+        }
+    }
+
+    fn enqueue_selecting(&self, rs: &Value) {
+        let Some(info) = resources::lookup("apps", "v1", "deployments") else {
+            return;
+        };
+        let Some(deployments) = self.informers.get(info) else {
+            return;
+        };
+        let Ok(rs_typed) = typed::<ReplicaSet>(rs) else {
+            return;
+        };
+        let candidates: Vec<Deployment> = deployments
+            .list_namespace(meta::namespace(rs))
+            .iter()
+            .filter_map(|d| typed(d).ok())
+            .collect();
+        if let Ok(found) = deployment::deployments_for_replica_set(&rs_typed, &candidates) {
+            for d in found {
+                self.queue.add(format!(
+                    "{}/{}",
+                    meta::namespace(rs),
+                    d.metadata.name.as_deref().unwrap_or("")
+                ));
+            }
+        }
+    }
+
+    /// Informer handler for pods: a deleted pod wakes its Deployment (Recreate waits for the
+    /// last old pod to go).
+    pub fn on_pod(&self, ev: &InformerEvent) {
+        let InformerEvent::Deleted(pod) = ev else {
+            return;
+        };
+        let Some(("ReplicaSet", rs_name, _)) = controller_of(pod) else {
+            return;
+        };
+        let Some(info) = resources::lookup("apps", "v1", "replicasets") else {
+            return;
+        };
+        let Some(rs) = self
+            .informers
+            .get(info)
+            .and_then(|i| i.get(&format!("{}/{rs_name}", meta::namespace(pod))))
+        else {
+            return;
+        };
+        if let Some(("Deployment", d, _)) = controller_of(&rs) {
+            self.queue.add(format!("{}/{d}", meta::namespace(pod)));
+        }
+    }
+
+    /// Processes the queue until it shuts down.
+    pub async fn run(self: Arc<Self>) {
+        while let Some(key) = self.queue.next().await {
+            match self.sync(&key).await {
+                Ok(Some(Requeue::Now)) => {
+                    self.queue.add_after(key.clone(), Duration::from_millis(1))
+                }
+                Ok(Some(Requeue::After(d))) => self.queue.add_after(key.clone(), d),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(deployment = key, error = %e, "deployment sync failed; retrying");
+                    self.queue.add_after(
+                        key.clone(),
+                        Duration::from_millis(if e.code == 409 { 5 } else { 250 }),
+                    );
+                }
+            }
+            self.queue.done(&key);
+        }
+    }
+
+    fn observe(&self, d: &Value) -> Result<ObservedDeployment, ApiError> {
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let pod_info = resources::lookup("", "v1", "pods").expect("served");
+        let ns = meta::namespace(d);
+        let uid = meta::uid(d);
+        let rs_values: Vec<Arc<Value>> = self
+            .informers
+            .get(rs_info)
+            .map(|i| i.list_namespace(ns))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|rs| match controller_of(rs) {
+                Some((_, _, owner)) => owner == uid,
+                None => true,
+            })
+            .collect();
+        let owned: HashSet<&str> = rs_values
+            .iter()
+            .filter(|rs| controller_of(rs).is_some_and(|(_, _, o)| o == uid))
+            .map(|rs| meta::uid(rs))
+            .collect();
+        let pods: Vec<Pod> = self
+            .informers
+            .get(pod_info)
+            .map(|i| i.list_namespace(ns))
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| controller_of(p).is_some_and(|(_, _, o)| owned.contains(o)))
+            .filter_map(|p| typed(p).ok())
+            .collect();
+        Ok(ObservedDeployment {
+            deployment: typed(d)?,
+            replica_sets: rs_values
+                .iter()
+                .map(|rs| typed(rs))
+                .collect::<Result<_, _>>()?,
+            pods,
+            now: jiff_now(&self.clock),
+        })
+    }
+
+    async fn sync(&self, key: &str) -> Result<Option<Requeue>, ApiError> {
+        let info = resources::lookup("apps", "v1", "deployments").expect("served");
+        let Some(d) = self.informers.get(info).and_then(|i| i.get(key)) else {
+            return Ok(None);
+        };
+        let observed = self.observe(&d)?;
+        let plan = deployment::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = (self.clock)();
+        for event in &plan.events {
+            events::record(&self.client, &d, event, COMPONENT, now).await;
+        }
+        for Step {
+            action,
+            events: step_events,
+        } in &plan.steps
+        {
+            self.apply(&observed.deployment, action).await?;
+            for event in step_events {
+                events::record(&self.client, &d, event, COMPONENT, now).await;
+            }
+        }
+        Ok(plan.requeue)
+    }
+
+    async fn apply(&self, d: &Deployment, action: &DeploymentAction) -> Result<(), ApiError> {
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let d_info = resources::lookup("apps", "v1", "deployments").expect("served");
+        let ns = d.metadata.namespace.as_deref();
+        match action {
+            DeploymentAction::AdoptReplicaSet(p) | DeploymentAction::ReleaseReplicaSet(p) => {
+                self.client
+                    .patch(
+                        rs_info,
+                        ns,
+                        &p.name,
+                        PatchType::Strategic,
+                        p.strategic_merge_patch(),
+                    )
+                    .await?;
+            }
+            DeploymentAction::CreateReplicaSet(rs) => {
+                let name = rs.metadata.name.clone().unwrap_or_default();
+                match self.client.create(rs_info, untyped(rs)?).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 409 => {
+                        let Some(existing) = self.client.get(rs_info, ns, &name).await? else {
+                            return Err(e);
+                        };
+                        match deployment::resolve_create_conflict(d, &typed(&existing)?) {
+                            CreateConflict::Ours => {}
+                            CreateConflict::Collision(updated) => {
+                                self.client
+                                    .replace_status(d_info, untyped(&*updated)?)
+                                    .await?;
+                            }
+                        }
+                        return Err(ApiError::conflict(rs_info, &name));
+                    }
+                    Err(e) => {
+                        let failure =
+                            deployment::create_failed(d, &name, &e.message, jiff_now(&self.clock));
+                        let obj = untyped(d)?;
+                        events::record(
+                            &self.client,
+                            &obj,
+                            &failure.event,
+                            COMPONENT,
+                            (self.clock)(),
+                        )
+                        .await;
+                        if let Some(update) = failure.status_update {
+                            self.client
+                                .replace_status(d_info, untyped(&update)?)
+                                .await?;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            DeploymentAction::UpdateReplicaSet(rs) => {
+                self.client.replace(rs_info, untyped(rs)?).await?;
+            }
+            DeploymentAction::DeleteReplicaSet(k) => {
+                let params = DeleteParams {
+                    propagation_policy: Some("Background".into()),
+                    precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
+                    precondition_resource_version: Some(k.resource_version.clone())
+                        .filter(|r| !r.is_empty()),
+                    ..DeleteParams::default()
+                };
+                match self
+                    .client
+                    .delete(rs_info, Some(&k.namespace), &k.name, params)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            DeploymentAction::UpdateDeployment(updated) => {
+                self.client.replace(d_info, untyped(updated)?).await?;
+            }
+            DeploymentAction::UpdateDeploymentStatus(updated) => {
+                self.client
+                    .replace_status(d_info, untyped(updated)?)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

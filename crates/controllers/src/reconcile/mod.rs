@@ -1,0 +1,4 @@
+//! The thin reconcilers that apply the planners' decisions through a [`slipway_client::Client`].
+
+pub mod deployment;
+pub mod replicaset;

@@ -1,0 +1,350 @@
+//! The ReplicaSet reconciler: keeps the number of pods of each ReplicaSet at `spec.replicas`.
+//! It tracks the creations and deletions it has asked for until the informer shows them
+//! (expectations), so it never over-creates while its cache lags.
+
+use crate::events;
+use crate::reconcile::deployment::controller_of;
+use crate::replicaset::{self, Expectations, ObservedReplicaSet};
+use crate::runtime::{Clock, Informers, jiff_now};
+use crate::{Event, Requeue};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use parking_lot::Mutex;
+use serde_json::Value;
+use slipway_client::{
+    Client, DeleteParams, InformerEvent, PatchType, WorkQueue, object_key, split_key,
+};
+use slipway_core::{ApiError, meta, resources};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const COMPONENT: &str = "replicaset-controller";
+/// Expectations older than this are dropped (a lost watch event must not wedge a ReplicaSet).
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    expectations: Expectations,
+    since: Instant,
+}
+
+/// The ReplicaSet controller.
+pub struct ReplicaSetController<C: Client> {
+    client: C,
+    informers: Informers,
+    clock: Clock,
+    queue: WorkQueue,
+    expectations: Mutex<HashMap<String, Pending>>,
+}
+
+impl<C: Client> ReplicaSetController<C> {
+    /// A controller over shared informers.
+    pub fn new(client: C, informers: Informers, clock: Clock) -> Arc<Self> {
+        Arc::new(ReplicaSetController {
+            client,
+            informers,
+            clock,
+            queue: WorkQueue::new(),
+            expectations: Mutex::default(),
+        })
+    }
+
+    /// Informer handler for ReplicaSets.
+    pub fn on_replica_set(&self, ev: &InformerEvent) {
+        match ev {
+            InformerEvent::Applied { new, .. } => self.queue.add(object_key(new)),
+            InformerEvent::Deleted(last) => {
+                self.expectations.lock().remove(&object_key(last));
+                self.queue.add(object_key(last));
+            }
+        }
+    }
+
+    /// Informer handler for pods: observes expectations and wakes the owning ReplicaSet (or,
+    /// for an orphan, the ReplicaSets of its namespace, which may adopt it).
+    pub fn on_pod(&self, ev: &InformerEvent) {
+        let (pod, created, deleted) = match ev {
+            InformerEvent::Applied { new, old } => {
+                let newly_deleting = meta::deletion_timestamp(new).is_some()
+                    && old
+                        .as_ref()
+                        .is_some_and(|o| meta::deletion_timestamp(o).is_none());
+                (new, old.is_none(), newly_deleting)
+            }
+            InformerEvent::Deleted(last) => (last, false, meta::deletion_timestamp(last).is_none()),
+        };
+        match controller_of(pod) {
+            Some(("ReplicaSet", rs, _)) => {
+                let key = format!("{}/{rs}", meta::namespace(pod));
+                if created || deleted {
+                    let mut exp = self.expectations.lock();
+                    if let Some(p) = exp.get_mut(&key) {
+                        if created {
+                            p.expectations.pending_creations -= 1;
+                        }
+                        if deleted {
+                            p.expectations.pending_deletions -= 1;
+                        }
+                    }
+                }
+                self.queue.add(key);
+            }
+            Some(_) => {}
+            None => {
+                let Some(info) = resources::lookup("apps", "v1", "replicasets") else {
+                    return;
+                };
+                if let Some(rss) = self.informers.get(info) {
+                    for rs in rss.list_namespace(meta::namespace(pod)) {
+                        self.queue.add(object_key(&rs));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes the queue until it shuts down.
+    pub async fn run(self: Arc<Self>) {
+        while let Some(key) = self.queue.next().await {
+            match self.sync(&key).await {
+                Ok(Some(Requeue::Now)) => {
+                    self.queue.add_after(key.clone(), Duration::from_millis(1))
+                }
+                Ok(Some(Requeue::After(d))) => self.queue.add_after(key.clone(), d),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(replicaset = key, error = %e, "replicaset sync failed; retrying");
+                    self.queue.add_after(
+                        key.clone(),
+                        Duration::from_millis(if e.code == 409 { 5 } else { 250 }),
+                    );
+                }
+            }
+            self.queue.done(&key);
+        }
+    }
+
+    fn current_expectations(&self, key: &str) -> Expectations {
+        let mut exp = self.expectations.lock();
+        match exp.get(key) {
+            Some(p) if p.since.elapsed() > EXPECTATIONS_TIMEOUT => {
+                exp.remove(key);
+                Expectations::default()
+            }
+            Some(p) => p.expectations,
+            None => Expectations::default(),
+        }
+    }
+
+    fn expect(&self, key: &str, creations: i32, deletions: i32) {
+        self.expectations.lock().insert(
+            key.to_string(),
+            Pending {
+                expectations: Expectations {
+                    pending_creations: creations,
+                    pending_deletions: deletions,
+                },
+                since: Instant::now(),
+            },
+        );
+    }
+
+    fn lower(&self, key: &str, creations: i32, deletions: i32) {
+        if let Some(p) = self.expectations.lock().get_mut(key) {
+            p.expectations.pending_creations -= creations;
+            p.expectations.pending_deletions -= deletions;
+        }
+    }
+
+    fn observe(&self, rs: &Value, key: &str) -> Result<ObservedReplicaSet, ApiError> {
+        let pod_info = resources::lookup("", "v1", "pods").expect("served");
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let ns = meta::namespace(rs);
+        let uid = meta::uid(rs);
+        let siblings: HashSet<String> = match controller_of(rs) {
+            Some((_, _, owner)) => self
+                .informers
+                .get(rs_info)
+                .map(|i| i.list_namespace(ns))
+                .unwrap_or_default()
+                .iter()
+                .filter(|o| {
+                    meta::uid(o) != uid && controller_of(o).is_some_and(|(_, _, x)| x == owner)
+                })
+                .map(|o| meta::uid(o).to_string())
+                .collect(),
+            None => HashSet::new(),
+        };
+        let all_pods = self
+            .informers
+            .get(pod_info)
+            .map(|i| i.list_namespace(ns))
+            .unwrap_or_default();
+        let mut pods = Vec::new();
+        let mut related = Vec::new();
+        for p in &all_pods {
+            match controller_of(p) {
+                Some((_, _, owner)) if owner == uid => pods.push(typed::<Pod>(p)?),
+                Some((_, _, owner)) if siblings.contains(owner) => related.push(typed::<Pod>(p)?),
+                Some(_) => {}
+                None => pods.push(typed::<Pod>(p)?),
+            }
+        }
+        Ok(ObservedReplicaSet {
+            replica_set: typed(rs)?,
+            pods,
+            related_pods: related,
+            expectations: self.current_expectations(key),
+            now: jiff_now(&self.clock),
+        })
+    }
+
+    async fn sync(&self, key: &str) -> Result<Option<Requeue>, ApiError> {
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let pod_info = resources::lookup("", "v1", "pods").expect("served");
+        let Some(rs) = self.informers.get(rs_info).and_then(|i| i.get(key)) else {
+            self.expectations.lock().remove(key);
+            return Ok(None);
+        };
+        let observed = self.observe(&rs, key)?;
+        let plan = replicaset::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
+        let (ns, _) = split_key(key);
+        let now = (self.clock)();
+
+        for patch in &plan.ownership {
+            match self
+                .client
+                .patch(
+                    pod_info,
+                    ns,
+                    &patch.name,
+                    PatchType::Strategic,
+                    patch.strategic_merge_patch(),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+
+        let mut failure: Option<ApiError> = None;
+        if !plan.create.is_empty() {
+            let total = i32::try_from(plan.create.len()).unwrap_or(i32::MAX);
+            self.expect(key, total, 0);
+            let mut sent = 0usize;
+            'batches: for &size in &plan.create_batches {
+                let batch = &plan.create[sent..(sent + size).min(plan.create.len())];
+                let results = futures_join(batch.iter().map(|pod| {
+                    let client = self.client.clone();
+                    let body = serde_json::to_value(pod);
+                    async move {
+                        match body {
+                            Ok(b) => client.create(pod_info, b).await,
+                            Err(e) => Err(ApiError::internal(e.to_string())),
+                        }
+                    }
+                }))
+                .await;
+                sent += batch.len();
+                for r in results {
+                    match r {
+                        Ok(created) => {
+                            let event = replicaset::pod_created_event(meta::name(&created));
+                            events::record(&self.client, &rs, &event, COMPONENT, now).await;
+                        }
+                        Err(e) => {
+                            self.lower(key, 1, 0);
+                            let event = replicaset::pod_create_failed_event(&e.message);
+                            events::record(&self.client, &rs, &event, COMPONENT, now).await;
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                if failure.is_some() {
+                    // Slow start: stop at the first failing batch; the rest are not sent.
+                    self.lower(key, i32::try_from(plan.create.len() - sent).unwrap_or(0), 0);
+                    break 'batches;
+                }
+            }
+        }
+        if !plan.delete.is_empty() {
+            self.expect(key, 0, i32::try_from(plan.delete.len()).unwrap_or(i32::MAX));
+            for k in &plan.delete {
+                let params = DeleteParams {
+                    precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
+                    ..DeleteParams::default()
+                };
+                match self
+                    .client
+                    .delete(pod_info, Some(&k.namespace), &k.name, params)
+                    .await
+                {
+                    Ok(_) => {
+                        let event = replicaset::pod_deleted_event(&k.name);
+                        events::record(&self.client, &rs, &event, COMPONENT, now).await;
+                    }
+                    Err(e) if e.code == 404 || e.code == 409 => self.lower(key, 0, 1),
+                    Err(e) => {
+                        self.lower(key, 0, 1);
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        for event in &plan.events {
+            record_plain(&self.client, &rs, event, now).await;
+        }
+        let status = match &failure {
+            Some(e) => {
+                let planned = plan
+                    .status
+                    .clone()
+                    .unwrap_or_else(|| observed.replica_set.status.clone().unwrap_or_default());
+                let active = planned.replicas;
+                Some(replicaset::status_after_failure(
+                    &observed.replica_set,
+                    &planned,
+                    active,
+                    &e.message,
+                    observed.now,
+                ))
+            }
+            None => plan.status.clone(),
+        };
+        if let Some(status) = status {
+            let mut updated: ReplicaSet = observed.replica_set.clone();
+            updated.status = Some(status);
+            let body =
+                serde_json::to_value(&updated).map_err(|e| ApiError::internal(e.to_string()))?;
+            self.client.replace_status(rs_info, body).await?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(plan.requeue),
+        }
+    }
+}
+
+async fn record_plain<C: Client>(
+    client: &C,
+    rs: &Value,
+    event: &Event,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    events::record(client, rs, event, COMPONENT, now).await;
+}
+
+/// Runs futures concurrently and collects their results in order.
+async fn futures_join<F: std::future::Future<Output = T> + Send, T: Send>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<T> {
+    futures::future::join_all(futs).await
+}
