@@ -750,6 +750,15 @@ impl Rest {
             if let Some(mf) = new.pointer("/metadata/managedFields") {
                 meta::set_metadata_field(&mut merged, "managedFields", mf.clone());
             }
+            // The workload status strategies keep the old spec and labels but take the
+            // annotations: the deployment controller records the revision that way.
+            if matches!(info.kind, "Deployment" | "ReplicaSet") {
+                let annotations = new
+                    .pointer("/metadata/annotations")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                meta::set_metadata_field(&mut merged, "annotations", annotations);
+            }
             merged
         } else {
             let mut new = new;

@@ -218,6 +218,11 @@ impl ChildSetup {
         {
             return Err(self.fail(&step, e));
         }
+        // The shim blocks the signals it reads through a signalfd; the container starts
+        // with none blocked.
+        if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
+            return Err(self.fail("reset the signal mask", e));
+        }
         // Not a setup failure: a missing working dir is the container's own error.
         self.diag = None;
         nix::unistd::chdir(&self.workdir).map_err(std::io::Error::from)
@@ -427,11 +432,17 @@ pub(crate) fn start_plain(
     cmd.process_group(0)
         .current_dir(cfg.effective_working_dir());
     use std::os::unix::process::CommandExt;
-    if let Some(mut f) =
-        open_cgroup_procs(cgroup_procs).map_err(|e| StartFailure::Exec(format!("cgroup: {e}")))?
-    {
-        sys::set_pre_exec(&mut cmd, move || f.write_all(b"0"));
-    }
+    let mut cgroup =
+        open_cgroup_procs(cgroup_procs).map_err(|e| StartFailure::Exec(format!("cgroup: {e}")))?;
+    sys::set_pre_exec(&mut cmd, move || {
+        if let Some(f) = &mut cgroup {
+            f.write_all(b"0")?;
+        }
+        // The shim blocks the signals it reads through a signalfd; unblock them.
+        nix::sys::signal::SigSet::empty()
+            .thread_set_mask()
+            .map_err(std::io::Error::from)
+    });
     let spawned = cmd.spawn();
     drop(cmd);
     match spawned {

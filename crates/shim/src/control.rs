@@ -77,7 +77,7 @@ pub fn shim_main(config_path: &Path) -> i32 {
 
 /// Starts a shim for `config`: writes `config.json` in the state dir, runs `shim_command`
 /// with the config path appended as its last argument (the command must end up in
-/// [`shim_main`] or [`run_shim`]), and waits until the shim has started the container (or
+/// [`shim_main`] or [`run_shim`](crate::run_shim)), and waits until the shim has started the container (or
 /// recorded why it could not, in `exit.json`). The shim's own output goes to `shim.log`.
 ///
 /// The shim is not left as a child of the caller: it detaches (new session, re-parented),
@@ -303,6 +303,9 @@ pub fn exec_in(
         if join_pid {
             sys::fork_into_joined_pid_namespace()?;
         }
+        nix::sys::signal::SigSet::empty()
+            .thread_set_mask()
+            .map_err(std::io::Error::from)?;
         if let Some(f) = &cgroup_procs {
             nix::unistd::write(f, b"0").map_err(std::io::Error::from)?;
         }

@@ -339,14 +339,14 @@ fn supervise_loop(
         }
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
-                        if exit.is_none() {
-                            let _ = kill(container, Signal::SIGTERM);
-                        }
-                    }
-                    Ok(Signal::SIGCHLD) => {}
-                    _ => {}
+                // SIGTERM, SIGINT and SIGQUIT are forwarded as SIGTERM; SIGHUP is ignored
+                // (the shim outlives its session); SIGCHLD is handled by reaping below.
+                let stop = matches!(
+                    Signal::try_from(info.ssi_signo as i32),
+                    Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)
+                );
+                if stop && exit.is_none() {
+                    let _ = kill(container, Signal::SIGTERM);
                 }
             }
             // Reap every child that has ended (SIGCHLD coalesces).

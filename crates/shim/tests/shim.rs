@@ -553,3 +553,22 @@ fn stop_after_the_shim_was_killed_still_ends_the_run() {
         processes_with("876600").is_empty().then_some(())
     });
 }
+
+#[test]
+fn resource_limits_are_applied_or_reported_unavailable() {
+    let pod = Pod::start_with("limits", &["/bin/sh", "-c", "echo ready; exit 0"], |c| {
+        c.resources.memory_bytes = Some(64 * 1024 * 1024);
+        c.resources.cpu_millis = Some(500);
+    });
+    let exit = pod.wait_exit();
+    assert_eq!(exit.exit_code, 0);
+    let iso = read_isolation(&pod.state_dir).unwrap();
+    match slipway_shim::cgroup_v2_availability() {
+        Ok(()) => assert!(iso.cgroup, "{iso:?}"),
+        Err(reason) => {
+            assert!(!iso.cgroup);
+            assert!(iso.reasons.contains(&reason), "{iso:?}");
+            assert_ne!(iso.mode, "isolated");
+        }
+    }
+}

@@ -64,9 +64,8 @@ fn listen(port: &str) -> i32 {
     let _ = std::io::stdout().flush();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     for stream in listener.incoming() {
-        if let Ok(mut s) = stream {
-            let _ = s.write_all(host.trim().as_bytes());
-        }
+        let Ok(mut s) = stream else { continue };
+        let _ = s.write_all(host.trim().as_bytes());
     }
     0
 }

@@ -397,3 +397,84 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     std::fs::write(&p, contents).expect("write file");
     p
 }
+
+/// A streaming watch over raw HTTPS: each event, parsed, arrives on the returned channel as
+/// the server sends it. The reading thread ends when the server closes the stream (at
+/// `timeoutSeconds`, or when the server stops).
+pub fn watch_events(s: &Server, path: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(s.ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA cert");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(&s.addr).expect("connect");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        s.addr, s.token
+    );
+    tls.write_all(req.as_bytes()).expect("send watch");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(tls);
+        let mut line = String::new();
+        // Headers.
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        // Chunked body: size line, data, CRLF. Events are newline-terminated JSON.
+        let mut pending = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let Ok(size) = usize::from_str_radix(line.trim(), 16) else {
+                return;
+            };
+            if size == 0 {
+                return;
+            }
+            let mut buf = vec![0u8; size + 2];
+            if reader.read_exact(&mut buf).is_err() {
+                return;
+            }
+            pending.push_str(&String::from_utf8_lossy(&buf[..size]));
+            while let Some(pos) = pending.find('\n') {
+                let event: String = pending.drain(..=pos).collect();
+                if let Ok(v) = serde_json::from_str(event.trim()) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The list resourceVersion of a collection path.
+pub fn list_revision(s: &Server, path: &str) -> String {
+    let (code, body) = s.http("GET", path, None, b"", true);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("list JSON");
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("list resourceVersion")
+        .to_string()
+}
