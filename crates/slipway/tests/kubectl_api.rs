@@ -23,9 +23,22 @@ fn global_revision(s: &Server) -> u64 {
         .unwrap()
 }
 
-/// The revision of the newest write, read through a write-free probe: a dry-run create.
+/// The revision of the newest write.
 fn latest_revision(s: &Server) -> u64 {
     global_revision(s)
+}
+
+/// Waits until the controllers are done with the seed Deployment (its ReplicaSet and three
+/// pods exist and both statuses are written; without a pod runtime nothing changes after).
+fn settle(s: &Server, replicas: i64) {
+    eventually(Duration::from_secs(20), "the controllers to settle on the seed Deployment", || {
+        let d = s.get_json(&["deploy", "random-generator"]);
+        let rs = s.get_json(&["rs", "-l", "app=random-generator"]);
+        let settled = d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["replicas"] == replicas
+            && rs["items"].as_array().is_some_and(|i| i.len() == 1 && i[0]["status"]["replicas"] == replicas);
+        settled.then_some(())
+    });
 }
 
 #[test]
@@ -433,6 +446,7 @@ fn seed_as_written_is_refused_with_field_paths() {
 fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     let s = Server::start();
     s.apply(SEED);
+    settle(&s, 3);
     let before = latest_revision(&s);
     let path = "/apis/apps/v1/namespaces/default/deployments";
 
@@ -599,6 +613,7 @@ fn stale_updates_conflict_and_dry_runs_store_nothing() {
     let mut stale = d.clone();
     s.ok(&["scale", "deploy/random-generator", "--replicas=4"]);
     stale["spec"]["replicas"] = json!(7);
+    settle(&s, 4);
     let r = s.kubectl_stdin(&["replace", "-f", "-"], &stale.to_string());
     assert_ne!(r.code, 0);
     assert!(

@@ -354,12 +354,31 @@ pub fn http_request(
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
+    // Large bodies ask first (as curl does), so a refusal such as 413 arrives cleanly
+    // instead of as a reset while the body is still being written.
+    let ask_first = body.len() > 1024 * 1024;
+    if ask_first {
+        req.push_str("Expect: 100-continue\r\n");
+    }
     req.push_str("\r\n");
     tls.write_all(req.as_bytes()).expect("write request");
-    // The server may answer (413) before reading the whole body.
+    let mut raw = Vec::new();
+    if ask_first {
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            match tls.read(&mut byte) {
+                Ok(1) => raw.push(byte[0]),
+                _ => return parse_response(&raw),
+            }
+        }
+        if !raw.starts_with(b"HTTP/1.1 100") {
+            let _ = tls.read_to_end(&mut raw);
+            return parse_response(&raw);
+        }
+        raw.clear();
+    }
     let _ = tls.write_all(body);
     let _ = tls.flush();
-    let mut raw = Vec::new();
     let _ = tls.read_to_end(&mut raw);
     parse_response(&raw)
 }
