@@ -4,10 +4,9 @@
 use crate::config::ShimConfig;
 use crate::{IsolationReport, files, sys};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, setns, unshare};
+use nix::sched::{CloneFlags, unshare};
 use std::fs::File;
-use std::io::{PipeReader, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -325,9 +324,7 @@ fn setup_mounts(m: &MountSetup) -> Result<(), (String, nix::Error)> {
     Ok(())
 }
 
-fn base_command(cfg: &ShimConfig) -> std::io::Result<(Command, PipeReader, PipeReader)> {
-    let (out_r, out_w) = std::io::pipe()?;
-    let (err_r, err_w) = std::io::pipe()?;
+fn base_command(cfg: &ShimConfig, out_w: PipeWriter, err_w: PipeWriter) -> Command {
     let mut cmd = Command::new(&cfg.argv[0]);
     cmd.args(&cfg.argv[1..])
         .env_clear()
@@ -335,7 +332,7 @@ fn base_command(cfg: &ShimConfig) -> std::io::Result<(Command, PipeReader, PipeR
         .stdin(Stdio::null())
         .stdout(out_w)
         .stderr(err_w);
-    Ok((cmd, out_r, err_r))
+    cmd
 }
 
 fn open_cgroup_procs(cgroup_procs: Option<&Path>) -> std::io::Result<Option<File>> {
@@ -344,14 +341,70 @@ fn open_cgroup_procs(cgroup_procs: Option<&Path>) -> std::io::Result<Option<File
         .transpose()
 }
 
-/// Starts the container with the isolation of `plan`. Must run in the single-threaded shim.
+/// Starts the container with the isolation of `plan`. Must run in the single-threaded shim,
+/// which must be a child subreaper.
+///
+/// The PID namespace is unshared by a short-lived helper child of the shim, not by the shim:
+/// the helper spawns the container (PID 1 of the new namespace) and exits at once, so the
+/// container is re-parented to the shim (the subreaper), which reaps it. The shim's own
+/// namespace for new children never changes, so a fallback attempt after a failed setup
+/// still works (a namespace whose init died accepts no new process).
 pub(crate) fn start_isolated(
     cfg: &ShimConfig,
     plan: &Plan,
     cgroup_procs: Option<&Path>,
 ) -> Result<Started, StartFailure> {
     let setup_err = |what: &str, e: std::io::Error| StartFailure::Setup(format!("{what}: {e}"));
-    let (mut cmd, out_r, err_r) = base_command(cfg).map_err(|e| setup_err("pipes", e))?;
+    let (out_r, out_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
+    let (mut res_r, mut res_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
+    match sys::fork_process().map_err(|e| setup_err("fork", e))? {
+        sys::Forked::Child => {
+            drop((out_r, err_r, res_r));
+            let msg = match spawn_isolated(cfg, plan, cgroup_procs, out_w, err_w) {
+                Ok(pid) => format!("ok {pid}"),
+                Err(StartFailure::Setup(m)) => format!("setup {m}"),
+                Err(StartFailure::Exec(m)) => format!("exec {m}"),
+            };
+            let _ = res_w.write_all(msg.as_bytes());
+            drop(res_w);
+            sys::exit_now(0)
+        }
+        sys::Forked::Parent { child } => {
+            drop((out_w, err_w, res_w));
+            let mut msg = String::new();
+            let _ = res_r.read_to_string(&mut msg);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+            if let Some(pid) = msg.strip_prefix("ok ").and_then(|p| p.parse::<i32>().ok()) {
+                Ok(Started {
+                    pid,
+                    stdout: out_r,
+                    stderr: err_r,
+                })
+            } else if let Some(m) = msg.strip_prefix("exec ") {
+                Err(StartFailure::Exec(m.to_string()))
+            } else if let Some(m) = msg.strip_prefix("setup ") {
+                Err(StartFailure::Setup(m.to_string()))
+            } else {
+                Err(StartFailure::Setup(format!(
+                    "the start helper ended without a report ({msg:?})"
+                )))
+            }
+        }
+    }
+}
+
+/// In the helper child: unshares the PID namespace and spawns the container; returns its
+/// host PID.
+fn spawn_isolated(
+    cfg: &ShimConfig,
+    plan: &Plan,
+    cgroup_procs: Option<&Path>,
+    out_w: PipeWriter,
+    err_w: PipeWriter,
+) -> Result<i32, StartFailure> {
+    let setup_err = |what: &str, e: std::io::Error| StartFailure::Setup(format!("{what}: {e}"));
+    let mut cmd = base_command(cfg, out_w, err_w);
     let (mut diag_r, diag_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
     let mut flags = CloneFlags::empty();
     flags.set(CloneFlags::CLONE_NEWNS, plan.mount_ns);
@@ -384,29 +437,15 @@ pub(crate) fn start_isolated(
         diag: Some(diag_w),
     };
     sys::set_pre_exec(&mut cmd, move || setup.run());
-
-    // The PID namespace: the shim unshares it for its children, so the container (its next
-    // child) is PID 1 there. The shim's own namespace is restored right after the spawn, so
-    // a fallback attempt does not land in a namespace whose init already died.
-    let own_pid_ns = if plan.pid_ns {
-        let f = File::open("/proc/self/ns/pid").map_err(|e| setup_err("open pid ns", e))?;
+    if plan.pid_ns {
+        // The next child of this helper, the container, is PID 1 of a new namespace.
         unshare(CloneFlags::CLONE_NEWPID)
             .map_err(|e| setup_err("unshare the PID namespace", e.into()))?;
-        Some(f)
-    } else {
-        None
-    };
+    }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copies of the pipes' write ends and of the diag pipe
-    if let Some(f) = own_pid_ns {
-        let _ = setns(f.as_fd(), CloneFlags::CLONE_NEWPID);
-    }
     match spawned {
-        Ok(child) => Ok(Started {
-            pid: child.id() as i32,
-            stdout: out_r,
-            stderr: err_r,
-        }),
+        Ok(child) => Ok(child.id() as i32),
         Err(e) => {
             let mut msg = String::new();
             let _ = diag_r.read_to_string(&mut msg);
@@ -427,8 +466,10 @@ pub(crate) fn start_plain(
     cfg: &ShimConfig,
     cgroup_procs: Option<&Path>,
 ) -> Result<Started, StartFailure> {
-    let (mut cmd, out_r, err_r) =
-        base_command(cfg).map_err(|e| StartFailure::Exec(format!("pipes: {e}")))?;
+    let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
+    let ((out_r, out_w), (err_r, err_w)) =
+        pipes.map_err(|e| StartFailure::Exec(format!("pipes: {e}")))?;
+    let mut cmd = base_command(cfg, out_w, err_w);
     cmd.process_group(0)
         .current_dir(cfg.effective_working_dir());
     use std::os::unix::process::CommandExt;

@@ -42,7 +42,7 @@ pub fn run_shim(config: ShimConfig) -> Result<i32, ShimError> {
         .map_err(|e| ShimError::io(format!("create {}", dir.display()), e))?;
     let (mut ready_r, ready_w) = std::io::pipe().map_err(|e| ShimError::io("pipe", e))?;
     match sys::fork_process().map_err(|e| ShimError::io("fork", e))? {
-        sys::Forked::Parent => {
+        sys::Forked::Parent { .. } => {
             drop(ready_w);
             let mut msg = String::new();
             let _ = ready_r.read_to_string(&mut msg);
@@ -149,16 +149,32 @@ fn supervise(cfg: &ShimConfig, ready: &mut Option<PipeWriter>) -> Result<i32, Sh
 
     let mut loopback = false;
     let mut started: Result<Started, StartFailure> = Err(StartFailure::Setup(String::new()));
-    if plan.any() {
+    // Try the full plan; if its setup fails with the overlay, try once more without it
+    // (namespaces only); if that fails too, run a plain process. Each step says why.
+    while plan.any() {
         started = container::start_isolated(cfg, &plan, procs.as_deref());
         match &started {
-            Ok(_) => loopback = plan.net_ns,
-            Err(StartFailure::Setup(why)) => {
-                plan = Plan::none(format!(
-                    "isolation failed, running a plain process instead: {why}"
+            Ok(_) => {
+                loopback = plan.net_ns;
+                break;
+            }
+            Err(StartFailure::Setup(why)) if plan.overlay => {
+                plan.overlay = false;
+                plan.reasons.push(format!(
+                    "overlay root failed, running on the host filesystem: {why}"
                 ));
             }
-            Err(StartFailure::Exec(_)) => {}
+            Err(StartFailure::Setup(why)) => {
+                let mut reasons = std::mem::take(&mut plan.reasons);
+                reasons.push(format!(
+                    "isolation failed, running a plain process instead: {why}"
+                ));
+                plan = Plan {
+                    reasons,
+                    ..Plan::default()
+                };
+            }
+            Err(StartFailure::Exec(_)) => break,
         }
     }
     if !plan.any() {

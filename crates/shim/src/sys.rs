@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// Result of [`fork_process`].
 pub(crate) enum Forked {
-    Parent,
+    Parent { child: i32 },
     Child,
 }
 
@@ -21,9 +21,20 @@ pub(crate) fn fork_process() -> io::Result<Forked> {
     // before calling, so no lock (allocator, stdio) can be held by another thread in the
     // child, and the child may run ordinary Rust code.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
-        nix::unistd::ForkResult::Parent { .. } => Ok(Forked::Parent),
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
     }
+}
+
+/// Ends a forked helper process at once, without running exit handlers or unwinding
+/// (which belong to the process it was forked from).
+#[allow(unsafe_code)]
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) takes an integer and never returns; skipping exit handlers is the
+    // point (they belong to the shim this helper was forked from).
+    unsafe { libc::_exit(code) }
 }
 
 /// Number of threads of the calling process (from `/proc/self/status`).

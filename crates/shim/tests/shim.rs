@@ -572,3 +572,33 @@ fn resource_limits_are_applied_or_reported_unavailable() {
         }
     }
 }
+
+/// Inside a user namespace the kernel may refuse parts of the isolation (here: an overlay
+/// of `/`); the shim then falls back step by step, says why, and still runs the container.
+#[test]
+fn isolation_failure_falls_back_and_says_why() {
+    if skip_unless_root("userns fallback") || !Path::new("/usr/bin/unshare").exists() {
+        return;
+    }
+    let dir = tempdir();
+    let cfg = config("userns", &["/bin/sh", "-c", "echo ran; exit 5"], dir.path());
+    let mut pod = Pod {
+        _dir: dir,
+        state_dir: cfg.state_dir.clone(),
+        state: None,
+    };
+    let mut cmd = Command::new("/usr/bin/unshare");
+    cmd.args(["--user", "--map-root-user", BIN, "shim"]);
+    pod.state = Some(launch(cmd, &cfg).expect("launch in a user namespace"));
+    let exit = pod.wait_exit();
+    assert_eq!(exit.exit_code, 5);
+    assert!(pod.log().contains("stdout F ran"));
+    let iso = read_isolation(&pod.state_dir).unwrap();
+    if iso.mode != "isolated" {
+        assert!(!iso.reasons.is_empty(), "{iso:?}");
+        if !iso.overlay_root {
+            assert!(iso.reasons.iter().any(|r| r.contains("overlay")), "{iso:?}");
+        }
+    }
+    eprintln!("isolation in a user namespace: {iso:?}");
+}
