@@ -480,7 +480,8 @@ fn list_value(info: &ResourceInfo, page: &ListPage) -> Value {
 
 /// Serialises a list without copying its items.
 fn list_json(info: &ResourceInfo, page: &ListPage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + page.items.len() * 1024);
+    let text_len: usize = page.json.iter().map(|t| t.len() + 1).sum();
+    let mut out = Vec::with_capacity(256 + text_len.max(page.items.len() * 2048));
     out.extend_from_slice(b"{\"kind\":");
     out.extend_from_slice(json!(info.list_kind()).to_string().as_bytes());
     out.extend_from_slice(b",\"apiVersion\":");
@@ -488,12 +489,21 @@ fn list_json(info: &ResourceInfo, page: &ListPage) -> Vec<u8> {
     out.extend_from_slice(b",\"metadata\":");
     out.extend_from_slice(list_metadata(page).to_string().as_bytes());
     out.extend_from_slice(b",\"items\":[");
-    for (i, item) in page.items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    if page.json.len() == page.items.len() {
+        for (i, text) in page.json.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(text.as_bytes());
         }
-        if serde_json::to_writer(&mut out, item.as_ref()).is_err() {
-            out.extend_from_slice(b"null");
+    } else {
+        for (i, item) in page.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if serde_json::to_writer(&mut out, item.as_ref()).is_err() {
+                out.extend_from_slice(b"null");
+            }
         }
     }
     out.extend_from_slice(b"]}");

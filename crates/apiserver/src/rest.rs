@@ -46,6 +46,8 @@ pub enum Deleted {
 pub struct ListPage {
     /// Matching objects, ordered by namespace and name.
     pub items: Vec<Arc<Value>>,
+    /// The committed JSON text of each item (same order), or empty when not available.
+    pub json: Vec<Arc<str>>,
     /// The list's resourceVersion.
     pub revision: u64,
     /// The token for the next page.
@@ -299,30 +301,27 @@ impl Rest {
             .transpose()?;
         let (all, revision) = self
             .store
-            .list(&t.info.storage_prefix(), t.namespace.as_deref());
+            .list_json(&t.info.storage_prefix(), t.namespace.as_deref());
         let start = continuing
             .as_ref()
             .map(|c| (c.namespace.as_str(), c.name.as_str()));
-        let mut matching = all.into_iter().filter(|obj| {
-            let pos = (meta::namespace(obj), meta::name(obj));
-            start.is_none_or(|s| pos > s)
-                && labels.matches(&meta::labels(obj))
-                && field_sel.matches(&|f| fields::value(obj, f))
+        let select_all = labels.is_everything() && field_sel.fields().is_empty();
+        let mut matching = all.into_iter().filter(|(obj, _)| {
+            start.is_none_or(|s| (meta::namespace(obj), meta::name(obj)) > s)
+                && (select_all
+                    || (labels.matches(&meta::labels(obj))
+                        && field_sel.matches(&|f| fields::value(obj, f))))
         });
         let revision = continuing.as_ref().map_or(revision, |c| c.revision);
-        if q.limit == 0 {
-            return Ok(ListPage {
-                items: matching.collect(),
-                revision,
-                continue_token: None,
-                remaining: None,
-            });
-        }
-        let items: Vec<Arc<Value>> = matching.by_ref().take(q.limit).collect();
-        let remaining = matching.count();
-        let continue_token = match (remaining, items.last()) {
+        let (page, remaining): (Vec<(Arc<Value>, Arc<str>)>, usize) = if q.limit == 0 {
+            (matching.collect(), 0)
+        } else {
+            let page = matching.by_ref().take(q.limit).collect();
+            (page, matching.count())
+        };
+        let continue_token = match (remaining, page.last()) {
             (0, _) | (_, None) => None,
-            (_, Some(last)) => Some(
+            (_, Some((last, _))) => Some(
                 ContinueToken {
                     revision,
                     namespace: meta::namespace(last).to_string(),
@@ -331,8 +330,10 @@ impl Rest {
                 .encode(),
             ),
         };
+        let (items, json) = page.into_iter().unzip();
         Ok(ListPage {
             items,
+            json,
             revision,
             continue_token,
             remaining: (remaining > 0).then_some(remaining),
@@ -1128,6 +1129,7 @@ impl Rest {
             }
         }
         page.items = deleted;
+        page.json.clear();
         page.revision = self.store.revision();
         Ok(page)
     }

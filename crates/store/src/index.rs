@@ -12,6 +12,9 @@ pub(crate) struct Entry {
     pub revision: u64,
     /// The stored object.
     pub object: Arc<Value>,
+    /// The object's JSON text, as committed (serving lists copies it instead of
+    /// serialising the object again).
+    pub json: Arc<str>,
 }
 
 /// Current objects grouped by prefix, each group ordered by (namespace, name), plus the
@@ -85,6 +88,21 @@ impl Index {
         }
     }
 
+    /// Like [`Index::list`], with each object's JSON text.
+    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> Vec<(Arc<Value>, Arc<str>)> {
+        let Some(namespaces) = self.by_prefix.get(prefix) else {
+            return Vec::new();
+        };
+        let pair = |e: &Entry| (Arc::clone(&e.object), Arc::clone(&e.json));
+        match namespace {
+            None => namespaces.values().flat_map(BTreeMap::values).map(pair).collect(),
+            Some(ns) => namespaces
+                .get(ns)
+                .map(|names| names.values().map(pair).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The prefixes that hold at least one object, sorted.
     pub fn prefixes(&self) -> Vec<String> {
         let mut out: Vec<String> = self.by_prefix.keys().cloned().collect();
@@ -112,9 +130,11 @@ mod tests {
     }
 
     fn entry(rev: u64) -> Entry {
+        let object = json!({ "rev": rev });
         Entry {
             revision: rev,
-            object: Arc::new(json!({ "rev": rev })),
+            json: Arc::from(object.to_string()),
+            object: Arc::new(object),
         }
     }
 

@@ -285,6 +285,13 @@ impl Store {
         (index.list(prefix, namespace), index.revision)
     }
 
+    /// Like [`Store::list`], with each object's committed JSON text, so that a server can
+    /// send a list without serialising every object again.
+    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> (Vec<(Arc<Value>, Arc<str>)>, u64) {
+        let index = self.inner.shared.index.read();
+        (index.list_json(prefix, namespace), index.revision)
+    }
+
     /// Creates `obj` at `key`; sets `metadata.resourceVersion` to the new revision.
     /// `obj` must be a JSON object (else `Storage`, nothing written).
     pub fn create(&self, key: &Key, obj: Value) -> Result<Arc<Value>, StoreError> {

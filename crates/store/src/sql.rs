@@ -94,6 +94,7 @@ pub(crate) fn load(conn: &Connection) -> Result<Index, StoreError> {
             Entry {
                 revision,
                 object: Arc::new(object),
+                json: Arc::from(text),
             },
         );
     }
@@ -109,7 +110,7 @@ pub(crate) enum RowChange<'a> {
     Put {
         key: &'a Key,
         revision: u64,
-        object: &'a Value,
+        text: &'a str,
     },
     /// Remove the row.
     Delete { key: &'a Key },
@@ -138,10 +139,8 @@ pub(crate) fn write_batch(
                 RowChange::Put {
                     key,
                     revision,
-                    object,
+                    text,
                 } => {
-                    let text = serde_json::to_string(object)
-                        .map_err(|e| StoreError::Storage(format!("encoding object: {e}")))?;
                     put.execute(params![
                         key.prefix,
                         key.namespace,

@@ -144,14 +144,16 @@ impl Drop for Handoff<'_> {
 /// A write accepted for the batch, waiting for the commit.
 struct Accepted {
     event: Event,
+    /// The committed JSON text (`None` for deletes).
+    json: Option<Arc<str>>,
     /// Index in the batch of the request it answers.
     request: usize,
 }
 
 /// What an accepted request does.
 enum Decision {
-    /// A write to commit, with its event.
-    Write(Event),
+    /// A write to commit, with its event and (unless it is a delete) the object's JSON text.
+    Write(Event, Option<Arc<str>>),
     /// An update equal to the current object: nothing to write; reply with the current one.
     Unchanged(Arc<Value>),
 }
@@ -241,16 +243,22 @@ impl Staged<'_> {
                 }
             }
         };
-        self.next_revision = revision;
         let staged = match event.kind {
             EventType::Deleted => None,
-            EventType::Added | EventType::Modified => Some(Entry {
-                revision,
-                object: Arc::clone(&event.object),
-            }),
+            EventType::Added | EventType::Modified => {
+                let text = serde_json::to_string(&*event.object)
+                    .map_err(|e| StoreError::Storage(format!("encoding object: {e}")))?;
+                Some(Entry {
+                    revision,
+                    object: Arc::clone(&event.object),
+                    json: Arc::from(text),
+                })
+            }
         };
+        self.next_revision = revision;
+        let json = staged.as_ref().map(|e| Arc::clone(&e.json));
         self.changed.insert(key.clone(), staged);
-        Ok(Decision::Write(event))
+        Ok(Decision::Write(event, json))
     }
 }
 
@@ -279,9 +287,10 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         for (position, request) in batch.into_iter().enumerate() {
             senders.push(request.signal);
             match staged.evaluate(&request.key, request.op) {
-                Ok(Decision::Write(event)) => {
+                Ok(Decision::Write(event, json)) => {
                     accepted.push(Accepted {
                         event,
+                        json,
                         request: position,
                     });
                     replies.push(None);
@@ -296,12 +305,12 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         let last_revision = last.event.revision;
         let changes: Vec<RowChange<'_>> = accepted
             .iter()
-            .map(|a| match a.event.kind {
-                EventType::Deleted => RowChange::Delete { key: &a.event.key },
-                EventType::Added | EventType::Modified => RowChange::Put {
+            .map(|a| match &a.json {
+                None => RowChange::Delete { key: &a.event.key },
+                Some(text) => RowChange::Put {
                     key: &a.event.key,
                     revision: a.event.revision,
-                    object: &a.event.object,
+                    text,
                 },
             })
             .collect();
@@ -318,13 +327,14 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         {
             let mut index = shared.index.write();
             for a in &accepted {
-                match a.event.kind {
-                    EventType::Deleted => index.remove(&a.event.key),
-                    EventType::Added | EventType::Modified => index.put(
+                match &a.json {
+                    None => index.remove(&a.event.key),
+                    Some(json) => index.put(
                         &a.event.key,
                         Entry {
                             revision: a.event.revision,
                             object: Arc::clone(&a.event.object),
+                            json: Arc::clone(json),
                         },
                     ),
                 }
