@@ -21,7 +21,7 @@ pub const NODE_NAME: &str = "slipway";
 /// A clock, injected so tests and simulations control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// Pod addresses: 127.128.0.0/9, skipping .0 and .255 (see docs/networking.md).
+/// Pod addresses: 127.128.0.0/9, skipping .0 and .255 (see docs/architecture.md, "Addresses").
 #[derive(Default)]
 struct IpPool {
     by_uid: HashMap<String, String>,

@@ -458,7 +458,7 @@ impl Rest {
     }
 
     /// Gives a Service of type ClusterIP, NodePort or LoadBalancer a virtual IP from
-    /// 127.96.0.0/11 (see docs/networking.md), unless it is headless or already has one.
+    /// 127.96.0.0/11 (see docs/architecture.md, "Addresses"), unless it is headless or already has one.
     fn allocate_cluster_ip(&self, svc: &mut Map<String, Value>) -> Result<(), ApiError> {
         let svc_name = svc
             .get("metadata")
@@ -591,6 +591,18 @@ impl Rest {
             let patched = self.apply_patch(info, format, &current, &patch, &manager, q.force)?;
             let mut patched = patched;
             check_identity(t, &mut patched)?;
+            // A uid in the patch is a precondition (controllers' adoption patches use it).
+            let wanted_uid = meta::uid(&patched);
+            if !wanted_uid.is_empty() && wanted_uid != meta::uid(&current) {
+                return Err(ApiError::conflict_because(
+                    info,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {wanted_uid}, UID in object meta: {}",
+                        meta::uid(&current)
+                    ),
+                ));
+            }
             // A resourceVersion in the patch is a precondition.
             let wanted = parse_rv(meta::resource_version(&patched))?;
             if wanted.is_some() && wanted != parse_rv(meta::resource_version(&current))? {
