@@ -30,6 +30,8 @@ pub struct AppState {
     pub server_address: String,
     /// Request counters, exposed on `/metrics`.
     pub metrics: Metrics,
+    /// Pod processes (logs, exec), when the node agent runs in this process.
+    pub pod_io: Option<Arc<dyn crate::podio::PodIo>>,
 }
 
 /// Counters of the API server, exposed in Prometheus text format.
@@ -304,18 +306,12 @@ async fn resource_request(
         (Method::GET, true, Some(Subresource::Scale)) => {
             Ok(encode(200, repr, &rest.get_scale(&t)?, &[]))
         }
-        (Method::GET, true, Some(Subresource::Log)) => crate::logs::serve(state, &t, &q),
+        (Method::GET, true, Some(Subresource::Log)) => crate::logs::serve(state, &t, &q).await,
         (
-            _,
+            ref m,
             true,
             Some(sub @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward)),
-        ) => {
-            rest.get(&t)?;
-            Err(ApiError::bad_request(format!(
-                "pods/{} is not available yet: this server runs no pod processes",
-                sub.name()
-            )))
-        }
+        ) => crate::exec::serve(state, m, headers, &t, sub).await,
         (Method::POST, false, None) => {
             let format = negotiate::body_format(header_str(headers, header::CONTENT_TYPE), false)?;
             let raw = read_body(headers, body).await?;

@@ -7,16 +7,19 @@
 //! the HTTP edge, [`housekeeping`] runs the namespace lifecycle and Event expiry, and
 //! [`server`] binds, serves TLS and writes the kubeconfig.
 
+pub mod exec;
 pub mod fields;
 pub mod housekeeping;
 pub mod http;
 pub mod local;
 pub mod logs;
 pub mod negotiate;
+pub mod podio;
 pub mod query;
 pub mod rest;
 pub mod server;
 pub mod target;
 pub mod watch;
 
+pub use podio::{ExecRequest, LogFiles, PodIo};
 pub use server::{Config, Running, ServeError, start};

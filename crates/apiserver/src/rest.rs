@@ -313,7 +313,7 @@ impl Rest {
                         && field_sel.matches(&|f| fields::value(obj, f))))
         });
         let revision = continuing.as_ref().map_or(revision, |c| c.revision);
-        let (page, remaining): (Vec<(Arc<Value>, Arc<str>)>, usize) = if q.limit == 0 {
+        let (page, remaining): (Vec<slipway_store::WithJson>, usize) = if q.limit == 0 {
             (matching.collect(), 0)
         } else {
             let page = matching.by_ref().take(q.limit).collect();

@@ -21,6 +21,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long Events are kept.
     pub event_ttl: Duration,
+    /// Pod processes (logs, exec), when the node agent runs in this process.
+    pub pod_io: Option<Arc<dyn crate::podio::PodIo>>,
 }
 
 /// Why the server could not start.
@@ -109,8 +111,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         credentials,
         server_address: addr.to_string(),
         metrics: Metrics::default(),
+        pod_io: config.pod_io.clone(),
     });
-    let app = router(state);
+    let app = crate::exec::capture_upgrades(router(state));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::spawn(async move {
         loop {

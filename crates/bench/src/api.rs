@@ -3,6 +3,7 @@
 use crate::baseline::{self, MinimalServer};
 use crate::client::{Endpoint, Headers, JSON, MERGE_PATCH};
 use crate::report::{Goal, Metric, header, median, quantile};
+use crate::server::{Slipway, connect_all, ms};
 use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -13,8 +14,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
 /// How much to measure.
 #[derive(Clone, Copy, Debug)]
@@ -61,91 +60,12 @@ const RATE_PER_SEC: u32 = 1_000;
 const LATENCY_CONNS: usize = 4;
 /// Concurrent connections for the closed-loop throughput metrics and pod creation.
 const THROUGHPUT_CONNS: usize = 16;
-/// Upper bound on any wait for the server to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound on creating the pods for the list benchmark.
 const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 const NS: &str = "/api/v1/namespaces/default";
 const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/default/deployments/bench";
 const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
-
-/// A running `slipway serve`; killed when dropped.
-struct Slipway {
-    child: Child,
-    endpoint: Endpoint,
-}
-
-impl Slipway {
-    /// Spawns `slipway serve` on `data_dir` and returns once an authenticated `GET /version`
-    /// over TLS succeeds, with the time from spawn to that success.
-    async fn start(bin: &Path, data_dir: &Path) -> Result<(Slipway, Duration)> {
-        let t0 = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(READY_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(addr) = line.strip_prefix("API server listening on https://") {
-                    return Ok(addr.trim().parse()?);
-                }
-            }
-            Err(anyhow!("slipway serve exited before it was listening"))
-        })
-        .await
-        .map_err(|_| anyhow!("slipway serve printed no address within {READY_TIMEOUT:?}"))??;
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let ca = std::fs::read_to_string(data_dir.join(slipway_pki::CA_CERT_FILE))?;
-        let token = std::fs::read_to_string(data_dir.join(slipway_pki::TOKEN_FILE))?;
-        let endpoint = Endpoint::new(addr, &ca, &token)?;
-        loop {
-            if let Ok(mut c) = endpoint.connect().await
-                && let Ok((StatusCode::OK, _)) = c.get("/version").await
-            {
-                break;
-            }
-            if t0.elapsed() > READY_TIMEOUT {
-                bail!("GET /version did not succeed within {READY_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let ready = t0.elapsed();
-        Ok((Slipway { child, endpoint }, ready))
-    }
-
-    fn pid(&self) -> Result<u32> {
-        self.child.id().context("server already exited")
-    }
-
-    /// SIGTERM, and wait (bounded) for the exit.
-    async fn stop(mut self) -> Result<()> {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-                .await
-                .is_err()
-            {
-                self.child.kill().await?;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Runs every API benchmark and prints one line per metric as it is measured.
 pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
@@ -368,10 +288,6 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     Ok(metrics)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// Milliseconds to spawn `slipway --version` and see it exit.
 fn time_version(bin: &Path) -> Result<f64> {
     let t = Instant::now();
@@ -387,15 +303,6 @@ fn time_version(bin: &Path) -> Result<f64> {
         bail!("{} --version failed: {status}", bin.display());
     }
     Ok(took)
-}
-
-/// Opens `n` connections.
-async fn connect_all(ep: &Endpoint, n: usize) -> Result<Vec<crate::client::Conn>> {
-    let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        conns.push(ep.connect().await?);
-    }
-    Ok(conns)
 }
 
 /// GETs of the Deployment at a fixed [`RATE_PER_SEC`], spread over [`LATENCY_CONNS`]
@@ -517,33 +424,8 @@ async fn closed_loop(
 /// Creates `n` small pods with [`THROUGHPUT_CONNS`] concurrent connections (bounded by
 /// [`POD_CREATE_TIMEOUT`]); returns how many were created and how long it took.
 async fn create_pods(ep: &Endpoint, n: usize) -> Result<(usize, Duration)> {
-    let conns = connect_all(ep, THROUGHPUT_CONNS).await?;
-    let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for mut conn in conns {
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0usize;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n {
-                    return anyhow::Ok(done);
-                }
-                if start.elapsed() > POD_CREATE_TIMEOUT {
-                    bail!("creating {n} pods took longer than {POD_CREATE_TIMEOUT:?}");
-                }
-                conn.expect_ok(Method::POST, &format!("{NS}/pods"), JSON, pod_json(i))
-                    .await?;
-                done += 1;
-            }
-        }));
-    }
-    let mut created = 0;
-    for t in tasks {
-        created += t.await??;
-    }
-    Ok((created, start.elapsed()))
+    let path = format!("{NS}/pods");
+    crate::load::create_many(ep, &path, n, THROUGHPUT_CONNS, POD_CREATE_TIMEOUT, pod_json).await
 }
 
 /// Median milliseconds (over `trials`, after one warm-up) from sending `GET path` with

@@ -4,7 +4,11 @@
 mod api;
 mod baseline;
 mod client;
+mod controllers;
+mod load;
 mod report;
+mod server;
+mod watch;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -22,59 +26,76 @@ struct Cli {
 enum Cmd {
     /// The API server: cold start, idle memory, GET latency, throughput, a 10,000-pod list and
     /// watch delivery.
-    Api {
-        /// The `slipway` binary (default: next to this one, else `slipway` on PATH).
-        #[arg(long)]
-        slipway: Option<PathBuf>,
-        /// Fewer and shorter trials, for a smoke run.
-        #[arg(long)]
-        quick: bool,
-        /// Also print the results as a Markdown table.
-        #[arg(long)]
-        markdown: bool,
-    },
+    Api(Args),
+    /// The controllers on the simulated runtime: a 100-replica rolling update, 1,000
+    /// Deployments (10,000 pods) converging from a cold start, memory and idle CPU.
+    Controllers(Args),
+}
+
+/// Options every benchmark takes.
+#[derive(clap::Args, Debug)]
+struct Args {
+    /// The `slipway` binary (default: next to this one, else `slipway` on PATH).
+    #[arg(long)]
+    slipway: Option<PathBuf>,
+    /// Fewer and shorter trials, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Also print the results as a Markdown table.
+    #[arg(long)]
+    markdown: bool,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Cmd::Api {
-            slipway,
-            quick,
-            markdown,
-        } => {
-            let bin = slipway.map_or_else(default_slipway, Ok)?;
-            let plan = if quick {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+    let started = std::time::Instant::now();
+    let (args, trials, metrics) = match cli.command {
+        Cmd::Api(args) => {
+            let bin = args.slipway.clone().map_or_else(default_slipway, Ok)?;
+            let plan = if args.quick {
                 api::Plan::quick()
             } else {
                 api::Plan::full()
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("bench-client")
-                .enable_all()
-                .build()?;
-            let started = std::time::Instant::now();
-            let metrics = runtime.block_on(api::run(bin.clone(), plan))?;
-            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-            let missed = metrics.iter().filter(|m| m.verdict() == "MISS").count();
-            println!(
-                "{} metrics, {missed} missed; {} in {:.0} s ({} trials)",
-                metrics.len(),
-                bin.display(),
-                started.elapsed().as_secs_f64(),
-                plan.trials
-            );
-            if markdown {
-                println!("\n| metric | value | baseline | ratio | target | result |");
-                println!("| --- | ---: | ---: | ---: | --- | --- |");
-                for m in &metrics {
-                    println!("{}", m.markdown());
-                }
-            }
-            Ok(())
+            (args, plan.trials, runtime.block_on(api::run(bin, plan)))
+        }
+        Cmd::Controllers(args) => {
+            let bin = args.slipway.clone().map_or_else(default_slipway, Ok)?;
+            let plan = if args.quick {
+                controllers::Plan::quick()
+            } else {
+                controllers::Plan::full()
+            };
+            (
+                args,
+                plan.trials,
+                runtime.block_on(controllers::run(bin, plan)),
+            )
+        }
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let metrics = metrics?;
+    let bin = args.slipway.map_or_else(default_slipway, Ok)?;
+    let missed = metrics.iter().filter(|m| m.verdict() == "MISS").count();
+    println!(
+        "{} metrics, {missed} missed; {} in {:.0} s ({trials} trials)",
+        metrics.len(),
+        bin.display(),
+        started.elapsed().as_secs_f64(),
+    );
+    if args.markdown {
+        println!("\n| metric | value | baseline | ratio | target | result |");
+        println!("| --- | ---: | ---: | ---: | --- | --- |");
+        for m in &metrics {
+            println!("{}", m.markdown());
         }
     }
+    Ok(())
 }
 
 /// `slipway` next to this executable, else on PATH.

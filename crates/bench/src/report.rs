@@ -46,6 +46,16 @@ impl Metric {
         self.value / self.baseline
     }
 
+    /// The ratio as text: `1.23x` (or `n/a` when the baseline is zero).
+    pub fn ratio_text(&self) -> String {
+        let r = self.ratio();
+        if r.is_finite() {
+            format!("{r:.2}x")
+        } else {
+            "n/a".to_string()
+        }
+    }
+
     /// "PASS", "MISS" or "-".
     pub fn verdict(&self) -> &'static str {
         let ok = match self.goal {
@@ -72,7 +82,7 @@ impl Metric {
             self.name,
             fmt(self.value),
             fmt(self.baseline),
-            format!("{:.2}x", self.ratio()),
+            self.ratio_text(),
             self.target(),
             self.verdict()
         )
@@ -81,11 +91,11 @@ impl Metric {
     /// The same as a Markdown table row.
     pub fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {:.2}× | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             self.name,
             fmt(self.value),
             fmt(self.baseline),
-            self.ratio(),
+            self.ratio_text().replace('x', "×"),
             self.target(),
             self.verdict()
         )
@@ -141,6 +151,13 @@ mod tests {
         assert_eq!(m.ratio(), 2.5);
         let m = Metric {
             goal: Goal::AtLeast(10.0),
+            ..m
+        };
+        assert_eq!(m.verdict(), "MISS");
+        let m = Metric { baseline: 0.0, ..m };
+        assert_eq!(m.ratio_text(), "n/a");
+        let m = Metric {
+            value: f64::NAN,
             ..m
         };
         assert_eq!(m.verdict(), "MISS");

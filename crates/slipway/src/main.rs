@@ -98,6 +98,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             event_ttl: Duration::from_secs(args.event_ttl_seconds),
+            pod_io: None,
         })
         .await
         .with_context(|| {

@@ -31,14 +31,20 @@ fn latest_revision(s: &Server) -> u64 {
 /// Waits until the controllers are done with the seed Deployment (its ReplicaSet and three
 /// pods exist and both statuses are written; without a pod runtime nothing changes after).
 fn settle(s: &Server, replicas: i64) {
-    eventually(Duration::from_secs(20), "the controllers to settle on the seed Deployment", || {
-        let d = s.get_json(&["deploy", "random-generator"]);
-        let rs = s.get_json(&["rs", "-l", "app=random-generator"]);
-        let settled = d["status"]["observedGeneration"] == d["metadata"]["generation"]
-            && d["status"]["replicas"] == replicas
-            && rs["items"].as_array().is_some_and(|i| i.len() == 1 && i[0]["status"]["replicas"] == replicas);
-        settled.then_some(())
-    });
+    eventually(
+        Duration::from_secs(20),
+        "the controllers to settle on the seed Deployment",
+        || {
+            let d = s.get_json(&["deploy", "random-generator"]);
+            let rs = s.get_json(&["rs", "-l", "app=random-generator"]);
+            let settled = d["status"]["observedGeneration"] == d["metadata"]["generation"]
+                && d["status"]["replicas"] == replicas
+                && rs["items"]
+                    .as_array()
+                    .is_some_and(|i| i.len() == 1 && i[0]["status"]["replicas"] == replicas);
+            settled.then_some(())
+        },
+    );
 }
 
 #[test]

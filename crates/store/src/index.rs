@@ -89,13 +89,17 @@ impl Index {
     }
 
     /// Like [`Index::list`], with each object's JSON text.
-    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> Vec<(Arc<Value>, Arc<str>)> {
+    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> Vec<crate::WithJson> {
         let Some(namespaces) = self.by_prefix.get(prefix) else {
             return Vec::new();
         };
         let pair = |e: &Entry| (Arc::clone(&e.object), Arc::clone(&e.json));
         match namespace {
-            None => namespaces.values().flat_map(BTreeMap::values).map(pair).collect(),
+            None => namespaces
+                .values()
+                .flat_map(BTreeMap::values)
+                .map(pair)
+                .collect(),
             Some(ns) => namespaces
                 .get(ns)
                 .map(|names| names.values().map(pair).collect())

@@ -160,6 +160,9 @@ struct Inner {
     writer: writer::Writer,
 }
 
+/// An object with its committed JSON text.
+pub type WithJson = (Arc<Value>, Arc<str>);
+
 /// The store. Cheap to clone (shared handle).
 #[derive(Clone)]
 pub struct Store {
@@ -287,7 +290,7 @@ impl Store {
 
     /// Like [`Store::list`], with each object's committed JSON text, so that a server can
     /// send a list without serialising every object again.
-    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> (Vec<(Arc<Value>, Arc<str>)>, u64) {
+    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> (Vec<WithJson>, u64) {
         let index = self.inner.shared.index.read();
         (index.list_json(prefix, namespace), index.revision)
     }

@@ -43,9 +43,16 @@ pub fn active_or_latest(pass: &Pass) -> Option<usize> {
 pub fn scale(pass: &mut Pass) {
     let replicas = desired_replicas(&pass.deployment);
     if let Some(target) = active_or_latest(pass) {
-        if rs_spec_replicas(&pass.replica_sets[target]) != replicas {
-            pass.scale_and_record(target, replicas);
-        }
+        let direction = if rs_spec_replicas(&pass.replica_sets[target]) <= replicas {
+            ScaleDirection::Up
+        } else {
+            ScaleDirection::Down
+        };
+        // Unlike upstream, this also refreshes stale replica annotations when the size
+        // already matches: otherwise every later pass is a "scaling event" that changes
+        // nothing, and the rollout never progresses nor times out (found by the
+        // deterministic simulation, seeds 694 and 1985; cf. kubernetes/kubernetes#138840).
+        pass.scale_replica_set(target, replicas, direction);
         return;
     }
     if is_saturated(&pass.deployment, pass.new_rs()) {

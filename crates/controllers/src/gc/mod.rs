@@ -160,12 +160,12 @@ impl<C: Client> GarbageCollector<C> {
     /// Processes the queue until it shuts down.
     pub async fn run(self: Arc<Self>) {
         while let Some(key) = self.queue.next().await {
-            if let Some(node) = Node::parse(&key) {
-                if let Err(e) = self.sync(&node).await {
-                    tracing::debug!(object = key, error = %e, "garbage collection failed; retrying");
-                    self.queue
-                        .add_after(key.clone(), std::time::Duration::from_millis(500));
-                }
+            if let Some(node) = Node::parse(&key)
+                && let Err(e) = self.sync(&node).await
+            {
+                tracing::debug!(object = key, error = %e, "garbage collection failed; retrying");
+                self.queue
+                    .add_after(key.clone(), std::time::Duration::from_millis(500));
             }
             self.queue.done(&key);
         }

@@ -100,7 +100,7 @@ pub fn plan_dependent(refs: &[OwnerRef], states: &[OwnerState]) -> DependentActi
             propagation: "Background",
         };
     }
-    let solid = states.iter().any(|s| *s == OwnerState::Present);
+    let solid = states.contains(&OwnerState::Present);
     if !solid && foreground {
         // Every remaining owner waits for us in foreground mode.
         return DependentAction::Delete {

@@ -476,10 +476,10 @@ pub fn watch_events(s: &Server, path: &str) -> std::sync::mpsc::Receiver<serde_j
             pending.push_str(&String::from_utf8_lossy(&buf[..size]));
             while let Some(pos) = pending.find('\n') {
                 let event: String = pending.drain(..=pos).collect();
-                if let Ok(v) = serde_json::from_str(event.trim()) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
+                if let Ok(v) = serde_json::from_str(event.trim())
+                    && tx.send(v).is_err()
+                {
+                    return;
                 }
             }
         }

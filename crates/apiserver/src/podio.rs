@@ -1,0 +1,95 @@
+//! The interface through which the API server reaches pod processes: container log files for
+//! `pods/log` (and `pods/attach`), and command execution for `pods/exec` (and so `kubectl cp`).
+//! The node agent implements [`PodIo`]; without one, logs are empty and exec is refused.
+
+use slipway_core::ApiError;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+
+/// The CRI-format log files of one container run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFiles {
+    /// The file being written (`container.log`). It need not exist yet.
+    pub current: PathBuf,
+    /// The rotated file (`container.log.1`), older records, read before `current` when it
+    /// exists.
+    pub rotated: PathBuf,
+    /// Whether the run that writes these files is still running. A `follow` stream polls
+    /// [`PodIo::log_files`] (with `previous = false`, a few times a second) and ends, after
+    /// reading what is left, when this turns false, when `current` changes (a new run began)
+    /// or when the call fails or finds no run.
+    pub running: bool,
+}
+
+impl LogFiles {
+    /// The files `container.log` and `container.log.1` of a state dir.
+    pub fn in_dir(dir: &std::path::Path, running: bool) -> LogFiles {
+        LogFiles {
+            current: dir.join("container.log"),
+            rotated: dir.join("container.log.1"),
+            running,
+        }
+    }
+}
+
+/// What `pods/exec` asks to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The command and its arguments (never empty).
+    pub argv: Vec<String>,
+    /// Whether the client sends stdin.
+    pub stdin: bool,
+    /// Whether the client wants stdout.
+    pub stdout: bool,
+    /// Whether the client wants stderr (never with a TTY).
+    pub stderr: bool,
+    /// Whether the client asked for a terminal. The server does not allocate one; an
+    /// implementation may.
+    pub tty: bool,
+}
+
+impl ExecRequest {
+    /// The stdio the spawned [`Child`] must have: `piped()` for each requested stream,
+    /// `null()` for the others (stdin, stdout, stderr).
+    pub fn stdio(&self) -> (Stdio, Stdio, Stdio) {
+        let pick = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        (pick(self.stdin), pick(self.stdout), pick(self.stderr))
+    }
+}
+
+/// Access to the processes of pods, implemented by the node agent.
+///
+/// Both methods are called on a blocking thread. Errors are returned to the client as the
+/// `Status` of the request (use [`ApiError::bad_request`] for "container not running" and the
+/// like).
+pub trait PodIo: Send + Sync + 'static {
+    /// The log files of a container of the pod `namespace/pod` (with `uid`): of its current
+    /// (or last) run, or with `previous` of the run before that. `Ok(None)` when there is no
+    /// such run (the container has not started yet, or has not restarted).
+    fn log_files(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<Option<LogFiles>, ApiError>;
+
+    /// Starts `request.argv` inside the running container, with the stdio of
+    /// [`ExecRequest::stdio`]. Killing the returned child must end the command; its exit code
+    /// is the command's (128 + signal when a signal ended it).
+    fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        request: &ExecRequest,
+    ) -> Result<Child, ApiError>;
+}
+
+impl std::fmt::Debug for dyn PodIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PodIo")
+    }
+}
