@@ -175,8 +175,9 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     });
     emit(Metric {
         name: format!(
-            "idle CPU over {:.0} s, {d} Deployments (ms)",
-            plan.idle.as_secs_f64()
+            "idle CPU over {:.0} s, {d} Deployments{} (ms)",
+            plan.idle.as_secs_f64(),
+            if c.settled { "" } else { " UNSETTLED" }
         ),
         value: c.idle_cpu_ms,
         baseline: empty.cpu_ms,
@@ -220,7 +221,12 @@ async fn stop(server: Slipway, name: &str, problems: &mut Vec<String>) -> Result
             lines.len()
         ));
     }
-    server.stop().await
+    if !server.stop().await? {
+        problems.push(format!(
+            "the {name} server did not exit within 10 s of SIGTERM and was killed"
+        ));
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -639,6 +645,8 @@ struct Converged {
     /// Seconds from the first POST to the last Deployment seen Available on the watch
     /// (NaN if not all converged).
     converged_s: f64,
+    /// Whether the store went quiet before the idle window.
+    settled: bool,
     idle_cpu_ms: f64,
     rss: u64,
     hwm: u64,
@@ -742,14 +750,19 @@ async fn converge(
         writes as f64 / (n as f64 * each as f64)
     );
     let hwm_at_convergence = proc_status_bytes(pid, "VmHWM")?;
-    let settled = settle(&mut conn).await?;
+    // A store that has not converged keeps writing: do not wait for it to go quiet.
+    let settled = if converged_s.is_nan() {
+        None
+    } else {
+        settle(&mut conn).await?
+    };
     let pods = get_json(&mut conn, &format!("{NS}/pods?limit=1")).await?;
     let pod_count = pods["items"].as_array().map_or(0, Vec::len) as u64
         + int(&pods, "/metadata/remainingItemCount").unwrap_or(0);
     eprintln!(
-        "note: {pod_count} pods; store settled {}; VmHWM at convergence {:.1} MB",
-        settled.map_or("never (still writing after 30 s)".into(), |s| format!(
-            "{:.2} s after convergence",
+        "note: {pod_count} pods; {}; VmHWM at convergence {:.1} MB",
+        settled.map_or("the store did not settle".into(), |s| format!(
+            "the store settled {:.2} s after convergence",
             s.as_secs_f64()
         )),
         mb(hwm_at_convergence)
@@ -764,6 +777,7 @@ async fn converge(
         series(&per_second)
     );
     let result = Converged {
+        settled: settled.is_some(),
         converged_s,
         idle_cpu_ms,
         rss: proc_status_bytes(pid, "VmRSS")?,

@@ -110,8 +110,9 @@ impl Slipway {
         self.child.id().context("server already exited")
     }
 
-    /// SIGTERM, and wait (bounded) for the exit.
-    pub async fn stop(mut self) -> Result<()> {
+    /// SIGTERM, and wait (bounded) for the exit; SIGKILL after 10 s. Returns false when the
+    /// server had to be killed.
+    pub async fn stop(mut self) -> Result<bool> {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
@@ -122,9 +123,10 @@ impl Slipway {
                 .is_err()
             {
                 self.child.kill().await?;
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The lines of the server's stderr (so far) that are WARN or ERROR level or a panic.

@@ -25,6 +25,21 @@ enum Command {
         #[arg(long, default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// Runs a built-in sample image (what the built-in images of the catalog execute).
+    #[command(hide = true)]
+    Sample {
+        /// The sample: random-generator, never-ready, crasher, sleeper.
+        name: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The per-container supervisor that the node agent starts (internal).
+    #[command(hide = true)]
+    Shim {
+        /// The supervisor's JSON configuration.
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +80,14 @@ fn default_data_dir() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // These two run before anything else starts a thread: the supervisor forks.
+    match &cli.command {
+        Command::Shim { config } => std::process::exit(slipway_shim::shim_main(config)),
+        Command::Sample { name, args } => {
+            std::process::exit(slipway_images::run_sample(name, args))
+        }
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
@@ -74,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Shim { .. } | Command::Sample { .. } => unreachable!("handled above"),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig");
             let text = std::fs::read_to_string(&path).with_context(|| {
