@@ -13,7 +13,6 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use slipway_core::{ApiError, ResourceInfo, Subresource};
 use slipway_pki::Credentials;
-use slipway_printers::IncludeObject;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -504,9 +503,4 @@ fn list_json(info: &ResourceInfo, page: &ListPage) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-/// A Table response for `info` is only produced when the caller asked for it.
-pub fn include_object(q: &Query) -> IncludeObject {
-    q.include_object
 }
