@@ -2,15 +2,17 @@
 //! controller), the event recorder, and [`start`], which wires the garbage collector and the
 //! Deployment and ReplicaSet controllers to the informers and spawns their workers.
 
+use crate::Requeue;
 use crate::gc::GarbageCollector;
 use crate::reconcile::deployment::DeploymentController;
 use crate::reconcile::replicaset::ReplicaSetController;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
-use slipway_client::{Client, Informer};
-use slipway_core::{ResourceInfo, resources};
+use slipway_client::{Client, Informer, WorkQueue};
+use slipway_core::{ApiError, ResourceInfo, resources};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A clock, injected so tests and simulations control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -20,6 +22,29 @@ pub fn jiff_now(clock: &Clock) -> k8s_openapi::jiff::Timestamp {
     let now = clock();
     k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// Processes `queue` with `sync` until the queue shuts down: requeues a key when its sync
+/// asks for it, and retries a failed sync after a short back-off (shorter after a conflict,
+/// which only means the cache was a write behind).
+pub(crate) async fn work<F, Fut>(queue: &WorkQueue, controller: &str, sync: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Requeue>, ApiError>>,
+{
+    while let Some(key) = queue.next().await {
+        match sync(key.clone()).await {
+            Ok(Some(Requeue::Now)) => queue.add_after(key.clone(), Duration::from_millis(1)),
+            Ok(Some(Requeue::After(d))) => queue.add_after(key.clone(), d),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(controller, key, error = %e, "sync failed; retrying");
+                let delay = if e.code == 409 { 5 } else { 250 };
+                queue.add_after(key.clone(), Duration::from_millis(delay));
+            }
+        }
+        queue.done(&key);
+    }
 }
 
 /// One informer per resource, shared by every controller.

@@ -3,28 +3,11 @@
 
 mod common;
 
-use common::{Server, eventually};
+use common::{Server, eventually, list_revision};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
-
-/// The list resourceVersion of configmaps (kubectl's `-o json` list has none).
-fn list_revision(s: &Server) -> String {
-    let (code, body) = s.http(
-        "GET",
-        "/api/v1/namespaces/default/configmaps",
-        None,
-        b"",
-        true,
-    );
-    assert_eq!(code, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 fn open_watches(s: &Server) -> u64 {
     let (code, body) = s.http("GET", "/metrics", None, b"", true);
@@ -66,7 +49,7 @@ fn a_watch_from_a_compacted_revision_gets_410_and_kubectl_relists() {
 #[test]
 fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
     let s = Server::start();
-    let rv = list_revision(&s);
+    let rv = list_revision(&s, "/api/v1/namespaces/default/configmaps");
     let (code, body) = s.http(
         "GET",
         &format!(
@@ -91,7 +74,7 @@ fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
     assert_eq!(first["type"], "ADDED");
     assert_eq!(first["object"]["metadata"]["name"], "x");
     // Label selectors turn objects leaving the selection into DELETED events.
-    let rv = list_revision(&s);
+    let rv = list_revision(&s, "/api/v1/namespaces/default/configmaps");
     s.ok(&["label", "configmap", "x", "sel=yes"]);
     s.ok(&["label", "configmap", "x", "sel=no", "--overwrite"]);
     let (_, body) = s.http(

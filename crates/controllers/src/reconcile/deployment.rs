@@ -13,7 +13,6 @@ use slipway_client::{Client, DeleteParams, InformerEvent, PatchType, WorkQueue, 
 use slipway_core::{ApiError, meta, resources};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 const COMPONENT: &str = "deployment-controller";
 
@@ -139,23 +138,11 @@ impl<C: Client> DeploymentController<C> {
 
     /// Processes the queue until it shuts down.
     pub async fn run(self: Arc<Self>) {
-        while let Some(key) = self.queue.next().await {
-            match self.sync(&key).await {
-                Ok(Some(Requeue::Now)) => {
-                    self.queue.add_after(key.clone(), Duration::from_millis(1))
-                }
-                Ok(Some(Requeue::After(d))) => self.queue.add_after(key.clone(), d),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!(deployment = key, error = %e, "deployment sync failed; retrying");
-                    self.queue.add_after(
-                        key.clone(),
-                        Duration::from_millis(if e.code == 409 { 5 } else { 250 }),
-                    );
-                }
-            }
-            self.queue.done(&key);
-        }
+        crate::runtime::work(&self.queue, "deployment", |key| {
+            let this = self.clone();
+            async move { this.sync(&key).await }
+        })
+        .await;
     }
 
     fn observe(&self, d: &Value) -> Result<ObservedDeployment, ApiError> {

@@ -111,23 +111,11 @@ impl<C: Client> ReplicaSetController<C> {
 
     /// Processes the queue until it shuts down.
     pub async fn run(self: Arc<Self>) {
-        while let Some(key) = self.queue.next().await {
-            match self.sync(&key).await {
-                Ok(Some(Requeue::Now)) => {
-                    self.queue.add_after(key.clone(), Duration::from_millis(1))
-                }
-                Ok(Some(Requeue::After(d))) => self.queue.add_after(key.clone(), d),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!(replicaset = key, error = %e, "replicaset sync failed; retrying");
-                    self.queue.add_after(
-                        key.clone(),
-                        Duration::from_millis(if e.code == 409 { 5 } else { 250 }),
-                    );
-                }
-            }
-            self.queue.done(&key);
-        }
+        crate::runtime::work(&self.queue, "replicaset", |key| {
+            let this = self.clone();
+            async move { this.sync(&key).await }
+        })
+        .await;
     }
 
     fn current_expectations(&self, key: &str) -> Expectations {

@@ -315,6 +315,31 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// A TLS connection to the server at `addr`, trusting its CA (reads time out after 30 s, a
+/// bound for tests that would otherwise hang).
+fn tls_connect(
+    addr: &str,
+    ca_pem: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA cert");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 /// A minimal HTTP/1.1 client over TLS (rustls, trusting the server's CA), for requests that
 /// kubectl cannot make (wrong content types, oversize bodies, no token).
 pub fn http_request(
@@ -326,24 +351,7 @@ pub fn http_request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, String) {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA cert");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
-    let conn =
-        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
-    let tcp = std::net::TcpStream::connect(addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut tls = tls_connect(addr, ca_pem);
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -421,25 +429,7 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 /// the server sends it. The reading thread ends when the server closes the stream (at
 /// `timeoutSeconds`, or when the server stops).
 pub fn watch_events(s: &Server, path: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(s.ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA cert");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
-        ServerName::try_from("127.0.0.1").unwrap(),
-    )
-    .unwrap();
-    let tcp = std::net::TcpStream::connect(&s.addr).expect("connect");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut tls = tls_connect(&s.addr, &s.ca_pem);
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
         s.addr, s.token
