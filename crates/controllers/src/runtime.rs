@@ -8,9 +8,10 @@ use crate::reconcile::deployment::DeploymentController;
 use crate::reconcile::replicaset::ReplicaSetController;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
-use slipway_client::{Client, Informer, WorkQueue};
-use slipway_core::{ApiError, ResourceInfo, resources};
-use std::collections::HashMap;
+use serde_json::Value;
+use slipway_client::{Client, Informer, InformerEvent, WorkQueue};
+use slipway_core::{ApiError, ResourceInfo, meta, resources};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,13 +48,125 @@ where
     }
 }
 
-/// One informer per resource, shared by every controller.
+/// Objects of one resource by their controller: what a controller owns, found without
+/// scanning its namespace (which would make every sync cost as much as the namespace is big).
+#[derive(Default)]
+struct ControllerIndex {
+    /// Controller UID → keys of the objects it controls.
+    owned: HashMap<String, BTreeSet<String>>,
+    /// Namespace → keys of objects without a controller (candidates for adoption).
+    orphans: HashMap<String, BTreeSet<String>>,
+    /// Key → where it is filed, to move or remove it.
+    filed_under: HashMap<String, Filing>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Filing {
+    Owned(String),
+    Orphan(String),
+}
+
+impl ControllerIndex {
+    fn remove(&mut self, key: &str) {
+        match self.filed_under.remove(key) {
+            Some(Filing::Owned(uid)) => {
+                if let Some(set) = self.owned.get_mut(&uid) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.owned.remove(&uid);
+                    }
+                }
+            }
+            Some(Filing::Orphan(ns)) => {
+                if let Some(set) = self.orphans.get_mut(&ns) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.orphans.remove(&ns);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn file(&mut self, obj: &Value) {
+        let key = slipway_client::object_key(obj);
+        let filing = match crate::reconcile::deployment::controller_of(obj) {
+            Some((_, _, uid)) => Filing::Owned(uid.to_string()),
+            None => Filing::Orphan(meta::namespace(obj).to_string()),
+        };
+        if self.filed_under.get(&key) == Some(&filing) {
+            return;
+        }
+        self.remove(&key);
+        match &filing {
+            Filing::Owned(uid) => self
+                .owned
+                .entry(uid.clone())
+                .or_default()
+                .insert(key.clone()),
+            Filing::Orphan(ns) => self
+                .orphans
+                .entry(ns.clone())
+                .or_default()
+                .insert(key.clone()),
+        };
+        self.filed_under.insert(key, filing);
+    }
+}
+
+/// One informer per resource, shared by every controller, with an index of each object by
+/// its controller for the resources controllers own (ReplicaSets and pods).
 #[derive(Clone, Default)]
 pub struct Informers {
     by_resource: Arc<RwLock<HashMap<(&'static str, &'static str), Informer>>>,
+    by_controller: Arc<RwLock<HashMap<&'static str, ControllerIndex>>>,
 }
 
 impl Informers {
+    /// Updates the controller index from an informer event (call before dispatching it).
+    fn index(&self, info: &'static ResourceInfo, ev: &InformerEvent) {
+        if !matches!(info.kind, "ReplicaSet" | "Pod") {
+            return;
+        }
+        let mut indexes = self.by_controller.write();
+        let index = indexes.entry(info.kind).or_default();
+        match ev {
+            InformerEvent::Applied { new, .. } => index.file(new),
+            InformerEvent::Deleted(last) => index.remove(&slipway_client::object_key(last)),
+        }
+    }
+
+    /// The cached objects of `info` whose controller has UID `owner`.
+    pub fn controlled_by(&self, info: &'static ResourceInfo, owner: &str) -> Vec<Arc<Value>> {
+        let Some(informer) = self.get(info) else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = self
+            .by_controller
+            .read()
+            .get(info.kind)
+            .and_then(|i| i.owned.get(owner))
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        keys.iter().filter_map(|k| informer.get(k)).collect()
+    }
+
+    /// The cached objects of `info` in `namespace` that have no controller.
+    pub fn orphans(&self, info: &'static ResourceInfo, namespace: &str) -> Vec<Arc<Value>> {
+        let Some(informer) = self.get(info) else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = self
+            .by_controller
+            .read()
+            .get(info.kind)
+            .and_then(|i| i.orphans.get(namespace))
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        keys.iter().filter_map(|k| informer.get(k)).collect()
+    }
+
     /// The informer of `info`, once it has started.
     pub fn get(&self, info: &ResourceInfo) -> Option<Informer> {
         self.by_resource
@@ -97,7 +210,9 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
             continue;
         };
         let (gc, dc, rc) = (gc.clone(), deployments.clone(), replicasets.clone());
+        let indexes = informers.clone();
         let informer = Informer::start(client.clone(), info, move |ev| {
+            indexes.index(info, ev);
             gc.handle(info, ev);
             match info.kind {
                 "Deployment" => dc.on_deployment(ev),

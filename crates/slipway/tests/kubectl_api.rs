@@ -28,6 +28,18 @@ fn latest_revision(s: &Server) -> u64 {
     global_revision(s)
 }
 
+/// Waits until `kubectl get <what>` shows the same resourceVersion on three polls in a row.
+fn quiesce(s: &Server, what: &[&str]) {
+    let mut last = Value::Null;
+    let mut same = 0;
+    eventually(Duration::from_secs(20), "the object to stop changing", || {
+        let rv = s.get_json(what)["metadata"]["resourceVersion"].clone();
+        same = if rv == last { same + 1 } else { 0 };
+        last = rv;
+        (same >= 2).then_some(())
+    });
+}
+
 /// Waits until the controllers are done with the seed Deployment (its ReplicaSet and three
 /// pods exist and both statuses are written; without a pod runtime nothing changes after).
 fn settle(s: &Server, replicas: i64) {
@@ -241,21 +253,24 @@ fn the_user_session_of_the_api_server_issue() {
     assert_eq!(d["spec"]["minReadySeconds"], 5);
     assert_eq!(d["metadata"]["labels"]["a"], "b");
     assert_eq!(d["spec"]["replicas"], 2);
-    let rv = d["metadata"]["resourceVersion"].clone();
+    // A no-op patch keeps the resourceVersion (checked on a ConfigMap: the controllers
+    // write the Deployment's status concurrently, which kubectl would see as a change).
+    s.ok(&["create", "configmap", "noop", "--from-literal=k=v"]);
+    let before = s.get_json(&["configmap", "noop"])["metadata"]["resourceVersion"].clone();
     assert!(
         s.ok(&[
             "patch",
-            "deploy",
-            "random-generator",
+            "configmap",
+            "noop",
             "--type=merge",
             "-p",
-            r#"{"metadata":{"labels":{"a":"b"}}}"#
+            r#"{"data":{"k":"v"}}"#
         ])
         .contains("(no change)")
     );
     assert_eq!(
-        s.get_json(&["deploy", "random-generator"])["metadata"]["resourceVersion"],
-        rv,
+        s.get_json(&["configmap", "noop"])["metadata"]["resourceVersion"],
+        before,
         "a no-op patch keeps the resourceVersion"
     );
 
@@ -283,6 +298,9 @@ fn the_user_session_of_the_api_server_issue() {
         "k8spatterns/random-generator:3.0"
     );
 
+    // replace sends the resourceVersion it read: wait until the controllers stop writing
+    // the Deployment's status, or the PUT races them (as it would on a cluster).
+    quiesce(&s, &["deploy", "random-generator"]);
     assert!(s.ok(&["replace", "-f", seed]).contains("replaced"));
     let d = s.get_json(&["deploy", "random-generator"]);
     assert_eq!(d["spec"]["replicas"], 3);

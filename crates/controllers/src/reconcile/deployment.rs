@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use slipway_client::{Client, DeleteParams, InformerEvent, PatchType, WorkQueue, object_key};
 use slipway_core::{ApiError, meta, resources};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 const COMPONENT: &str = "deployment-controller";
@@ -148,37 +147,31 @@ impl<C: Client> DeploymentController<C> {
     fn observe(&self, d: &Value) -> Result<ObservedDeployment, ApiError> {
         let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
         let pod_info = resources::lookup("", "v1", "pods").expect("served");
-        let ns = meta::namespace(d);
-        let uid = meta::uid(d);
-        let rs_values: Vec<Arc<Value>> = self
-            .informers
-            .get(rs_info)
-            .map(|i| i.list_namespace(ns))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|rs| match controller_of(rs) {
-                Some((_, _, owner)) => owner == uid,
-                None => true,
-            })
-            .collect();
-        let owned: HashSet<&str> = rs_values
-            .iter()
-            .filter(|rs| controller_of(rs).is_some_and(|(_, _, o)| o == uid))
-            .map(|rs| meta::uid(rs))
-            .collect();
-        let pods: Vec<Pod> = self
-            .informers
-            .get(pod_info)
-            .map(|i| i.list_namespace(ns))
-            .unwrap_or_default()
-            .iter()
-            .filter(|p| controller_of(p).is_some_and(|(_, _, o)| owned.contains(o)))
-            .filter_map(|p| typed(p).ok())
-            .collect();
-        Ok(ObservedDeployment {
-            deployment: typed(d)?,
-            replica_sets: rs_values
+        let deployment: Deployment = typed(d)?;
+        let owned = self.informers.controlled_by(rs_info, meta::uid(d));
+        // Orphans matching the selector are adopted by the planner.
+        let orphans = self.informers.orphans(rs_info, meta::namespace(d));
+        // Only Recreate looks at pods (it waits for the old ones to be gone).
+        let recreate = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.strategy.as_ref())
+            .and_then(|s| s.type_.as_deref())
+            == Some("Recreate");
+        let pods: Vec<Pod> = if recreate {
+            owned
                 .iter()
+                .flat_map(|rs| self.informers.controlled_by(pod_info, meta::uid(rs)))
+                .filter_map(|p| typed(&p).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(ObservedDeployment {
+            deployment,
+            replica_sets: owned
+                .iter()
+                .chain(&orphans)
                 .map(|rs| typed(rs))
                 .collect::<Result<_, _>>()?,
             pods,

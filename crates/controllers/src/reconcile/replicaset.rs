@@ -8,14 +8,13 @@ use crate::replicaset::{self, Expectations, ObservedReplicaSet};
 use crate::runtime::{Clock, Informers, jiff_now};
 use crate::{Event, Requeue};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
 use parking_lot::Mutex;
 use serde_json::Value;
 use slipway_client::{
     Client, DeleteParams, InformerEvent, PatchType, WorkQueue, object_key, split_key,
 };
 use slipway_core::{ApiError, meta, resources};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,41 +152,25 @@ impl<C: Client> ReplicaSetController<C> {
     fn observe(&self, rs: &Value, key: &str) -> Result<ObservedReplicaSet, ApiError> {
         let pod_info = resources::lookup("", "v1", "pods").expect("served");
         let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
-        let ns = meta::namespace(rs);
         let uid = meta::uid(rs);
-        let siblings: HashSet<String> = match controller_of(rs) {
+        let mut pods = self.informers.controlled_by(pod_info, uid);
+        // Orphans matching the selector are adopted by the planner.
+        pods.extend(self.informers.orphans(pod_info, meta::namespace(rs)));
+        // Pods of sibling ReplicaSets (same controller) rank deletions by co-location.
+        let related: Vec<Arc<Value>> = match controller_of(rs) {
             Some((_, _, owner)) => self
                 .informers
-                .get(rs_info)
-                .map(|i| i.list_namespace(ns))
-                .unwrap_or_default()
+                .controlled_by(rs_info, owner)
                 .iter()
-                .filter(|o| {
-                    meta::uid(o) != uid && controller_of(o).is_some_and(|(_, _, x)| x == owner)
-                })
-                .map(|o| meta::uid(o).to_string())
+                .filter(|sibling| meta::uid(sibling) != uid)
+                .flat_map(|sibling| self.informers.controlled_by(pod_info, meta::uid(sibling)))
                 .collect(),
-            None => HashSet::new(),
+            None => Vec::new(),
         };
-        let all_pods = self
-            .informers
-            .get(pod_info)
-            .map(|i| i.list_namespace(ns))
-            .unwrap_or_default();
-        let mut pods = Vec::new();
-        let mut related = Vec::new();
-        for p in &all_pods {
-            match controller_of(p) {
-                Some((_, _, owner)) if owner == uid => pods.push(typed::<Pod>(p)?),
-                Some((_, _, owner)) if siblings.contains(owner) => related.push(typed::<Pod>(p)?),
-                Some(_) => {}
-                None => pods.push(typed::<Pod>(p)?),
-            }
-        }
         Ok(ObservedReplicaSet {
             replica_set: typed(rs)?,
-            pods,
-            related_pods: related,
+            pods: pods.iter().map(|p| typed(p)).collect::<Result<_, _>>()?,
+            related_pods: related.iter().map(|p| typed(p)).collect::<Result<_, _>>()?,
             expectations: self.current_expectations(key),
             now: jiff_now(&self.clock),
         })
