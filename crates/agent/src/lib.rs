@@ -2,10 +2,15 @@
 //! whole of scheduling), runs them with a runtime, reports their status, and confirms their
 //! termination so the API server can remove them.
 //!
-//! Only the simulated runtime exists so far ([`simulated`]): pods become Running and Ready
-//! on a schedule chosen by annotations, without a process.
+//! Two runtimes: [`process`] (the default of `slipway serve`) runs each container as a real
+//! local process under a supervisor (the shim), isolated in its own namespaces where the host
+//! allows it; [`simulated`] makes pods Running and Ready on a schedule chosen by
+//! annotations, without a process.
 
+pub mod process;
 pub mod simulated;
+
+pub use process::{PodFiles, ProcessAgent, ProcessConfig, start_process};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -18,12 +23,21 @@ use std::sync::Arc;
 /// The name of the one node.
 pub const NODE_NAME: &str = "slipway";
 
+/// Whether this node's scheduler is the one to bind `pod`: pods that name another
+/// `schedulerName` wait for that scheduler, as on Kubernetes.
+pub fn scheduled_by_us(pod: &Value) -> bool {
+    matches!(
+        pod.pointer("/spec/schedulerName").and_then(Value::as_str),
+        None | Some("") | Some("default-scheduler")
+    )
+}
+
 /// A clock, injected so tests and simulations control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Pod addresses: 127.128.0.0/9, skipping .0 and .255 (see docs/architecture.md, "Addresses").
 #[derive(Default)]
-struct IpPool {
+pub(crate) struct IpPool {
     by_uid: HashMap<String, String>,
     used: HashSet<String>,
     next: u32,
@@ -116,7 +130,7 @@ async fn reconcile<C: Client>(
         .and_then(Value::as_str)
         .unwrap_or("");
     if node.is_empty() {
-        if meta::deletion_timestamp(&pod).is_none() {
+        if meta::deletion_timestamp(&pod).is_none() && scheduled_by_us(&pod) {
             client
                 .patch(
                     info,

@@ -49,14 +49,14 @@ impl Plan {
         }
     }
 
-    /// A quick smoke run: two rollouts, 200 Deployments, a 3 s idle window.
+    /// A quick smoke run: two rollouts, 100 Deployments, a 5 s idle window.
     pub fn quick() -> Plan {
         Plan {
             trials: 2,
             rollout_replicas: 100,
-            deployments: 200,
+            deployments: 100,
             replicas_each: 10,
-            idle: Duration::from_secs(3),
+            idle: Duration::from_secs(5),
         }
     }
 }
@@ -771,8 +771,13 @@ async fn converge(
     // 3. Idle.
     let (idle_cpu_ms, idle_writes, per_second) = idle_window(&mut conn, pid, plan.idle).await?;
     eprintln!(
-        "note: {n} Deployments settled: {idle_cpu_ms:.1} ms CPU and {idle_writes} writes over \
-         {:.0} s idle; CPU ms per second: {}",
+        "note: {n} Deployments ({}): {idle_cpu_ms:.1} ms CPU and {idle_writes} writes over \
+         {:.0} s without client requests; CPU ms per second: {}",
+        if settled.is_some() {
+            "settled"
+        } else {
+            "NOT settled"
+        },
         plan.idle.as_secs_f64(),
         series(&per_second)
     );

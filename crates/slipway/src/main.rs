@@ -117,12 +117,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let running = slipway_apiserver::start(slipway_apiserver::Config {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             event_ttl: Duration::from_secs(args.event_ttl_seconds),
-            pod_io: None,
+            pod_io: match args.runtime {
+                Runtime::Process => Some(std::sync::Arc::new(slipway_agent::PodFiles::new(
+                    &args.data_dir,
+                ))),
+                Runtime::Simulated => None,
+            },
         })
         .await
         .with_context(|| {
@@ -137,7 +142,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         slipway_controllers::runtime::start(controller_client, std::sync::Arc::new(chrono::Utc::now))
             .await;
-        match args.runtime {
+        let agent = match args.runtime {
             Runtime::Simulated => {
                 let kubelet =
                     slipway_apiserver::local::LocalClient::new(running.rest.clone(), "kubelet");
@@ -145,19 +150,47 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     kubelet,
                     std::sync::Arc::new(chrono::Utc::now),
                 ));
+                None
             }
             Runtime::Process => {
-                tracing::warn!(
-                    "pods are stored but not run: the process runtime is not part of this build yet (use --runtime simulated)"
-                );
+                let kubelet =
+                    slipway_apiserver::local::LocalClient::new(running.rest.clone(), "kubelet");
+                let config = slipway_agent::ProcessConfig {
+                    data_dir: args.data_dir.clone(),
+                    slipway_exe: std::env::current_exe()
+                        .context("finding the slipway executable (it runs the pods' shims)")?,
+                    // SLIPWAY_POD_ISOLATION=off runs plain processes even as root.
+                    isolation: std::env::var("SLIPWAY_POD_ISOLATION").as_deref() != Ok("off"),
+                };
+                Some(
+                    slipway_agent::start_process(
+                        kubelet,
+                        config,
+                        std::sync::Arc::new(chrono::Utc::now),
+                    )
+                    .await,
+                )
             }
-        }
+        };
         println!("kubeconfig written to {}", running.kubeconfig.display());
         println!("API server listening on https://{}", running.addr);
         shutdown_signal().await;
         tracing::info!("shutting down");
+        if let Some(agent) = agent {
+            // Every pod stops gracefully (preStop, SIGTERM, SIGKILL at its grace period);
+            // a second signal skips the wait (the shims then keep running and are adopted
+            // by the next start).
+            tokio::select! {
+                _ = agent.shutdown() => tracing::info!("every pod has stopped"),
+                _ = shutdown_signal() => tracing::warn!("second signal: exiting without waiting for the pods"),
+            }
+        }
         anyhow::Ok(())
-    })
+    });
+    // Background work (watches, controller writes in flight) must not hold the exit up:
+    // the store makes every acknowledged write durable, so cutting the rest short is safe.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -139,10 +139,14 @@ fn a_client_that_disconnects_mid_watch_frees_its_watch() {
 #[test]
 fn scheduled_pods_terminate_gracefully_and_unscheduled_ones_at_once() {
     let s = Server::start();
+    // Neither pod is ever run here: one waits for a scheduler that does not exist, the other
+    // is bound to a node whose agent is not this one (as if that node were down), so only the
+    // API server's rules decide what a delete does.
     let pod = |name: &str, node: Option<&str>| {
         let mut p = json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"containers": [{"name": "app", "image": "k8spatterns/random-generator:1.0"}], "terminationGracePeriodSeconds": 45}
+            "spec": {"containers": [{"name": "app", "image": "k8spatterns/random-generator:1.0"}],
+                     "terminationGracePeriodSeconds": 45, "schedulerName": "elsewhere-scheduler"}
         });
         if let Some(n) = node {
             p["spec"]["nodeName"] = json!(n);
@@ -150,7 +154,7 @@ fn scheduled_pods_terminate_gracefully_and_unscheduled_ones_at_once() {
         p.to_string()
     };
     s.kubectl_stdin(&["create", "-f", "-"], &pod("unscheduled", None));
-    s.kubectl_stdin(&["create", "-f", "-"], &pod("running", Some("slipway")));
+    s.kubectl_stdin(&["create", "-f", "-"], &pod("running", Some("other-node")));
     let p = s.get_json(&["pod", "running"]);
     assert_eq!(p["status"]["phase"], "Pending");
     assert_eq!(p["status"]["qosClass"], "BestEffort");

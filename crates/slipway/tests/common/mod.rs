@@ -167,22 +167,31 @@ impl Server {
 
     /// SIGTERM, and wait for a clean exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
+        match self.stop_gracefully(Duration::from_secs(20)) {
+            Ok(status) => status,
+            Err(()) => panic!("slipway serve did not exit within 20 s of SIGTERM"),
+        }
+    }
+
+    /// SIGTERM, then wait up to `grace`; on timeout SIGKILL and `Err`. Never panics.
+    fn stop_gracefully(&mut self, grace: Duration) -> Result<Option<std::process::ExitStatus>, ()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(None);
+        };
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(c.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + grace;
         loop {
             if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
+                return Ok(Some(st));
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
                 let _ = c.wait();
-                panic!("slipway serve did not exit within 20 s of SIGTERM");
+                return Err(());
             }
-            std::thread::yield_now();
             std::thread::park_timeout(Duration::from_millis(20));
         }
     }
@@ -292,10 +301,18 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server gracefully (SIGTERM: it stops every pod), then kills, by PID, any
+    /// shim or container process still recorded under the data dir (after a kill -9, or a
+    /// server that did not stop in time), so no test leaves a process behind.
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let _ = self.stop_gracefully(Duration::from_secs(20));
+        for (pid, start) in recorded_processes(&self.data_dir) {
+            if process_start_time(pid) == Some(start) {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
         }
     }
 }
@@ -486,4 +503,79 @@ pub fn list_revision(s: &Server, path: &str) -> String {
         .as_str()
         .expect("list resourceVersion")
         .to_string()
+}
+
+/// Kept for the tests that name it: every [`Server`] now stops its pods on drop.
+pub type ProcessServer = Server;
+
+/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks), for a live process.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    if fields.first().is_some_and(|s| *s == "Z" || *s == "X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Whether the process `pid` with start time `start` is alive.
+pub fn alive(pid: i32, start: u64) -> bool {
+    process_start_time(pid) == Some(start)
+}
+
+/// The shim and container processes (PID, start time) recorded in the `state.json` files
+/// under `<data_dir>/pods`, optionally of one pod uid only.
+pub fn recorded_processes_of(data_dir: &Path, uid: Option<&str>) -> Vec<(i32, u64)> {
+    let mut out = Vec::new();
+    let pods = data_dir.join("pods");
+    for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
+        if uid.is_some_and(|u| pod.file_name().to_str() != Some(u)) {
+            continue;
+        }
+        for c in std::fs::read_dir(pod.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for run in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                let Ok(text) = std::fs::read_to_string(run.path().join("state.json")) else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                for (p, t) in [
+                    ("shimPid", "shimStartTime"),
+                    ("containerPid", "containerStartTime"),
+                ] {
+                    if let (Some(pid), Some(start)) = (v[p].as_i64(), v[t].as_u64()) {
+                        out.push((pid as i32, start));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every recorded shim and container process of a data dir.
+pub fn recorded_processes(data_dir: &Path) -> Vec<(i32, u64)> {
+    recorded_processes_of(data_dir, None)
+}
+
+/// A plain HTTP/1.1 GET over TCP (for pod IPs); returns status and body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut tcp = std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("address"),
+        Duration::from_secs(5),
+    )?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw)?;
+    Ok(parse_response(&raw))
 }

@@ -1,0 +1,523 @@
+//! One pod: its worker (start, watch for deletion, stop), status writer, pod-IP forwarders,
+//! termination and clean-up.
+
+use super::container::{self, Kind};
+use super::events::PodEvent;
+use super::netns::NetnsDialer;
+use super::status::{ContainerInfo, PodInfo, State, build_status, ts};
+use super::target::{RunTarget, run_hook};
+use super::{Control, Ctx};
+use k8s_openapi::api::core::v1::PodSpec;
+use parking_lot::Mutex;
+use serde_json::Value;
+use slipway_client::{Client, DeleteParams};
+use slipway_core::{meta, resources};
+use slipway_probes::RestartPolicy;
+use slipway_shim::ShimStatus;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// What the container tasks share with the worker and the status writer.
+pub(crate) struct Shared {
+    pub info: Mutex<PodInfo>,
+    pub changed: Notify,
+    /// Dialers into the network namespace of each container's current run.
+    pub dialers: Mutex<HashMap<String, NetnsDialer>>,
+}
+
+impl Shared {
+    /// Changes what is known of a container and wakes the status writer.
+    pub fn update(&self, kind: Kind, index: usize, f: impl FnOnce(&mut ContainerInfo)) {
+        {
+            let mut info = self.info.lock();
+            let list = match kind {
+                Kind::Init => &mut info.init,
+                Kind::Regular => &mut info.containers,
+            };
+            if let Some(c) = list.get_mut(index) {
+                f(c);
+            }
+        }
+        self.changed.notify_one();
+    }
+}
+
+/// A pod as its worker runs it.
+pub(crate) struct PodCtx {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub spec: PodSpec,
+    pub ip: String,
+    pub policy: RestartPolicy,
+    pub shared: Shared,
+    pub pod_rx: watch::Receiver<Arc<Value>>,
+}
+
+impl PodCtx {
+    /// The pod object as last seen.
+    pub fn latest(&self) -> Arc<Value> {
+        self.pod_rx.borrow().clone()
+    }
+
+    /// `terminationGracePeriodSeconds` (30 by default).
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(
+            self.spec
+                .termination_grace_period_seconds
+                .and_then(|g| u64::try_from(g).ok())
+                .unwrap_or(30),
+        )
+    }
+}
+
+fn parse_time(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(v?.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Deleted,
+    Shutdown,
+    Vanished,
+}
+
+pub(crate) async fn pod_worker<C: Client>(
+    ctx: Arc<Ctx<C>>,
+    mut pod_rx: watch::Receiver<Arc<Value>>,
+    mut control: watch::Receiver<Control>,
+) {
+    let pod = pod_rx.borrow_and_update().clone();
+    let uid = meta::uid(&pod).to_string();
+    let spec: PodSpec = match pod.get("spec").cloned().map(serde_json::from_value) {
+        Some(Ok(s)) => s,
+        other => {
+            tracing::warn!(pod = meta::name(&pod), error = ?other.map(|r| r.err()), "cannot read the pod spec; not running it");
+            PodSpec::default()
+        }
+    };
+    let existing_ip = pod.pointer("/status/podIP").and_then(Value::as_str);
+    let ip = ctx.ips.lock().get_or_allocate(&uid, existing_ip);
+    let start_time = pod
+        .pointer("/status/startTime")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| ts((ctx.clock)()));
+    let policy = RestartPolicy::from_api(spec.restart_policy.as_deref()).unwrap_or_default();
+    let list = |cs: &[k8s_openapi::api::core::v1::Container]| -> Vec<ContainerInfo> {
+        cs.iter()
+            .map(|c| ContainerInfo::new(&c.name, c.image.as_deref().unwrap_or("")))
+            .collect()
+    };
+    let mut info = PodInfo {
+        init: list(spec.init_containers.as_deref().unwrap_or_default()),
+        containers: list(&spec.containers),
+        pod_ip: ip.clone(),
+        start_time,
+        restart_policy: policy,
+        not_isolated: ctx.not_isolated.clone(),
+    };
+    if !info.init.is_empty() {
+        for c in &mut info.containers {
+            c.state = State::waiting("PodInitializing");
+        }
+    }
+    let p = Arc::new(PodCtx {
+        uid: uid.clone(),
+        name: meta::name(&pod).to_string(),
+        namespace: meta::namespace(&pod).to_string(),
+        spec,
+        ip,
+        policy,
+        shared: Shared {
+            info: Mutex::new(info),
+            changed: Notify::new(),
+            dialers: Mutex::new(HashMap::new()),
+        },
+        pod_rx: pod_rx.clone(),
+    });
+    let terminal = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    let deleting = meta::deletion_timestamp(&pod).is_some();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let mut background = Vec::new();
+    let mut run_task = None;
+    if !deleting && !terminal {
+        if let Some(why) = &ctx.not_isolated
+            && p.spec
+                .containers
+                .iter()
+                .all(|c| ctx.layout.runs(&uid, &c.name).is_empty())
+        {
+            ctx.event(&pod, PodEvent::warning("NotIsolated", why.clone()))
+                .await;
+        }
+        background.push(tokio::spawn(status_writer(ctx.clone(), p.clone())));
+        if ctx.not_isolated.is_none() {
+            background.extend(forwarders(&ctx, &p));
+        }
+        let (ctx2, p2) = (ctx.clone(), p.clone());
+        run_task = Some(tokio::spawn(
+            async move { run_pod(&ctx2, &p2, cancel_rx).await },
+        ));
+    }
+    let end = loop {
+        if meta::deletion_timestamp(&pod_rx.borrow_and_update()).is_some() {
+            break End::Deleted;
+        }
+        tokio::select! {
+            r = pod_rx.changed() => if r.is_err() { break End::Vanished },
+            r = control.changed() => match (r.is_err(), *control.borrow()) {
+                (true, _) | (_, Control::Shutdown) => break End::Shutdown,
+                (_, Control::Vanished) => break End::Vanished,
+                (_, Control::Run) => {}
+            },
+        }
+    };
+    let _ = cancel_tx.send(true);
+    if let Some(t) = run_task {
+        let _ = t.await;
+    }
+    let now = (ctx.clock)();
+    let grace = match end {
+        End::Deleted => {
+            let pod = p.latest();
+            let granted = pod
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_u64)
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| p.grace());
+            if deleting {
+                // Deleted before this worker started (e.g. while the agent was down): what
+                // is left of the grace period (deletionTimestamp has whole seconds).
+                parse_time(pod.pointer("/metadata/deletionTimestamp"))
+                    .map(|at| (at - now).to_std().unwrap_or_default() + Duration::from_secs(1))
+                    .unwrap_or(granted)
+                    .min(granted)
+            } else {
+                granted
+            }
+        }
+        End::Shutdown => p.grace(),
+        End::Vanished => Duration::from_secs(2),
+    };
+    terminate(&ctx, &p, grace, end != End::Vanished).await;
+    for b in background {
+        b.abort();
+    }
+    match end {
+        End::Shutdown => {}
+        End::Vanished => {
+            ctx.layout.remove_pod(&uid);
+            ctx.ips.lock().release(&uid);
+        }
+        End::Deleted => {
+            // The files go first: the pod object disappears only once nothing of it is
+            // left (a crash in between leaves a terminating pod, which the next start
+            // confirms).
+            ctx.layout.remove_pod(&uid);
+            let info = resources::lookup("", "v1", "pods").expect("pods are served");
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                precondition_uid: Some(uid.clone()),
+                ..DeleteParams::default()
+            };
+            let ns = Some(p.namespace.as_str()).filter(|s| !s.is_empty());
+            for attempt in 0..50 {
+                match ctx.client.delete(info, ns, &p.name, params.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if e.code == 404 || e.code == 409 => break,
+                    Err(e) => {
+                        tracing::warn!(pod = p.name, attempt, error = %e, "confirming a pod's deletion failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            ctx.ips.lock().release(&uid);
+        }
+    }
+}
+
+/// Init containers one after the other, then the containers side by side.
+async fn run_pod<C: Client>(ctx: &Arc<Ctx<C>>, p: &Arc<PodCtx>, cancel: watch::Receiver<bool>) {
+    let init_count = p.spec.init_containers.as_ref().map_or(0, Vec::len);
+    // Init containers ran already when a container has runs on disk (an adopted pod).
+    let started_before = p
+        .spec
+        .containers
+        .iter()
+        .any(|c| !ctx.layout.runs(&p.uid, &c.name).is_empty());
+    for i in 0..init_count {
+        if started_before {
+            container::mark_init_done(ctx, p, i);
+            continue;
+        }
+        if !container::run_container(ctx.clone(), p.clone(), Kind::Init, i, cancel.clone()).await {
+            return;
+        }
+    }
+    if init_count > 0 {
+        let mut info = p.shared.info.lock();
+        for c in &mut info.containers {
+            if c.state == State::waiting("PodInitializing") {
+                c.state = State::waiting("ContainerCreating");
+            }
+        }
+    }
+    p.shared.changed.notify_one();
+    let tasks: Vec<_> = (0..p.spec.containers.len())
+        .map(|i| {
+            tokio::spawn(container::run_container(
+                ctx.clone(),
+                p.clone(),
+                Kind::Regular,
+                i,
+                cancel.clone(),
+            ))
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Stops every container run of the pod that is still running, as the files say: preStop
+/// hook (when `hooks`), then SIGTERM and SIGKILL at the end of `grace`.
+async fn terminate<C: Client>(ctx: &Arc<Ctx<C>>, p: &Arc<PodCtx>, grace: Duration, hooks: bool) {
+    let deadline = Instant::now() + grace;
+    let mut stops = Vec::new();
+    let containers = p
+        .spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| (c, "initContainers"))
+        .chain(p.spec.containers.iter().map(|c| (c, "containers")));
+    for (c, field) in containers {
+        let Some(&run) = ctx.layout.runs(&p.uid, &c.name).last() else {
+            continue;
+        };
+        let Some(dir) = ctx.layout.run_dir(&p.uid, &c.name, run) else {
+            continue;
+        };
+        let ShimStatus::Running(state) = slipway_shim::status(&dir) else {
+            continue;
+        };
+        let (ctx, p, c) = (ctx.clone(), p.clone(), c.clone());
+        let field_path = format!("spec.{field}{{{}}}", c.name);
+        stops.push(tokio::spawn(async move {
+            let pod = p.latest();
+            ctx.event(
+                &pod,
+                PodEvent::normal("Killing", format!("Stopping container {}", c.name))
+                    .at(Some(&field_path)),
+            )
+            .await;
+            let mut deadline = deadline;
+            if hooks && let Some(pre) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+                let dialer = state
+                    .namespaces
+                    .iter()
+                    .any(|n| n == "net")
+                    .then(|| NetnsDialer::start(state.container_pid).ok())
+                    .flatten();
+                let target = RunTarget {
+                    dir: dir.clone(),
+                    dialer,
+                    pod_ip: p.ip.clone(),
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let outcome = tokio::time::timeout(left, run_hook(&target, &c, pre, left)).await;
+                let failure = match outcome {
+                    Ok(Ok(())) => None,
+                    Ok(Err(m)) => Some(m),
+                    Err(_) => Some(format!(
+                        "the hook did not finish within the grace period of {}s",
+                        grace.as_secs()
+                    )),
+                };
+                if let Some(m) = failure {
+                    let message = format!(
+                        "{} for Container {:?} in Pod \"{}_{}({})\" failed - error: {m}",
+                        super::target::hook_kind(pre),
+                        c.name,
+                        p.name,
+                        p.namespace,
+                        p.uid
+                    );
+                    ctx.event(
+                        &pod,
+                        PodEvent::warning("FailedPreStopHook", message).at(Some(&field_path)),
+                    )
+                    .await;
+                }
+                // As the kubelet does: at least 2 s for SIGTERM after a preStop hook.
+                deadline = deadline.max(Instant::now() + Duration::from_secs(2));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            stop_run(dir, left).await;
+        }));
+    }
+    for s in stops {
+        let _ = s.await;
+    }
+}
+
+/// `shim::stop` on a blocking thread.
+pub(crate) async fn stop_run(dir: PathBuf, grace: Duration) -> Option<slipway_shim::ExitRecord> {
+    let shown = dir.clone();
+    match tokio::task::spawn_blocking(move || slipway_shim::stop(&dir, grace)).await {
+        Ok(Ok(rec)) => Some(rec),
+        Ok(Err(e)) => {
+            tracing::warn!(dir = %shown.display(), error = %e, "stopping a container failed");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "stopping a container panicked");
+            None
+        }
+    }
+}
+
+/// A pod uid with files but no pod: stop its shims (SIGTERM, 2 s), remove the files.
+pub(crate) async fn remove_orphan<C: Client>(ctx: &Arc<Ctx<C>>, uid: &str) {
+    let runs = ctx.layout.all_runs(uid);
+    let stops: Vec<_> = runs
+        .into_iter()
+        .filter(|dir| matches!(slipway_shim::status(dir), ShimStatus::Running(_)))
+        .map(|dir| tokio::spawn(stop_run(dir, Duration::from_secs(2))))
+        .collect();
+    let stopped = stops.len();
+    for s in stops {
+        let _ = s.await;
+    }
+    tracing::info!(
+        uid,
+        stopped,
+        "removed the files of a pod that no longer exists"
+    );
+    ctx.layout.remove_pod(uid);
+}
+
+/// Writes the pod status whenever what the containers report changes.
+async fn status_writer<C: Client>(ctx: Arc<Ctx<C>>, p: Arc<PodCtx>) {
+    let info = resources::lookup("", "v1", "pods").expect("pods are served");
+    let mut pod_rx = p.pod_rx.clone();
+    let mut last_written: Option<Value> = None;
+    loop {
+        let pod = pod_rx.borrow_and_update().clone();
+        let known = p.shared.info.lock().clone();
+        let status = build_status(&pod, &known, (ctx.clock)());
+        if pod.get("status") != Some(&status) && last_written.as_ref() != Some(&status) {
+            let mut updated = (*pod).clone();
+            updated["status"] = status.clone();
+            match ctx.client.replace_status(info, updated).await {
+                Ok(_) => last_written = Some(status),
+                Err(e) if e.code == 404 => return,
+                Err(e) => {
+                    if e.code != 409 {
+                        tracing::debug!(pod = p.name, error = %e, "writing the pod status failed");
+                    }
+                    // A newer pod (or a retry) comes soon.
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), pod_rx.changed()).await;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = p.shared.changed.notified() => {}
+            r = pod_rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// The ports a container serves: its declared TCP `containerPort`s, or, when it declares
+/// none, the port its image exposes (the built-in HTTP samples listen on `PORT`, 8080 by
+/// default, as an image's `EXPOSE` says).
+fn served_ports<C: Client>(ctx: &Ctx<C>, c: &k8s_openapi::api::core::v1::Container) -> Vec<u16> {
+    let declared: Vec<u16> = c
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().is_none_or(|pr| pr == "TCP"))
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect();
+    if !declared.is_empty() {
+        return declared;
+    }
+    let exe = ctx.slipway_exe.to_string_lossy();
+    let Ok(catalog) = slipway_images::Catalog::load_with_executable(ctx.layout.data_dir(), &exe)
+    else {
+        return Vec::new();
+    };
+    let Ok(entry) = catalog.resolve(c.image.as_deref().unwrap_or("")) else {
+        return Vec::new();
+    };
+    let http_sample = entry.source == slipway_images::ImageSource::Builtin
+        && entry
+            .entrypoint_args
+            .iter()
+            .any(|a| a == "random-generator" || a == "never-ready");
+    if !http_sample {
+        return Vec::new();
+    }
+    let port = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "PORT" && e.value_from.is_none())
+        .and_then(|e| e.value.as_deref()?.trim().parse().ok())
+        .unwrap_or(8080);
+    vec![port]
+}
+
+/// Listens on `<pod IP>:<port>` for each port a container serves and forwards each
+/// connection into the network namespace of the container's current run.
+fn forwarders<C: Client>(ctx: &Ctx<C>, p: &Arc<PodCtx>) -> Vec<tokio::task::JoinHandle<()>> {
+    let Ok(ip) = p.ip.parse::<Ipv4Addr>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in &p.spec.containers {
+        for number in served_ports(ctx, c) {
+            if number == 0 {
+                continue;
+            }
+            let (p, name) = (p.clone(), c.name.clone());
+            out.push(tokio::spawn(async move {
+                let listener = match tokio::net::TcpListener::bind((ip, number)).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(pod = p.name, %ip, port = number, error = %e, "cannot listen on the pod IP");
+                        return;
+                    }
+                };
+                loop {
+                    let Ok((mut conn, _)) = listener.accept().await else {
+                        // Out of file descriptors and the like: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let dialer = p.shared.dialers.lock().get(&name).cloned();
+                    tokio::spawn(async move {
+                        let Some(d) = dialer else { return };
+                        if let Ok(mut upstream) = d.connect(number).await {
+                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+                        }
+                    });
+                }
+            }));
+        }
+    }
+    out
+}
