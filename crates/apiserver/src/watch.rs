@@ -202,7 +202,13 @@ pub fn serve(
                         return;
                     }
                 }
-                _ = &mut deadline => return,
+                _ = &mut deadline => {
+                    // A last bookmark lets the client resume from where this watch ended.
+                    if bookmarks {
+                        let _ = tx.send(Ok(encoder.bookmark(last_revision))).await;
+                    }
+                    return;
+                }
                 _ = tx.closed() => return,
             }
         }

@@ -47,7 +47,7 @@ fn a_watch_from_a_compacted_revision_gets_410_and_kubectl_relists() {
 }
 
 #[test]
-fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
+fn watches_end_at_their_timeout_with_a_bookmark_replay_state_and_follow_selectors() {
     let s = Server::start();
     let rv = list_revision(&s, "/api/v1/namespaces/default/configmaps");
     let (code, body) = s.http(
@@ -61,6 +61,22 @@ fn watches_end_at_their_timeout_replay_state_and_follow_selectors() {
     );
     assert_eq!(code, 200);
     assert!(body.trim().is_empty(), "no changes, no events: {body}");
+    // With bookmarks allowed, the watch ends with one that carries where it stopped.
+    let (_, body) = s.http(
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1&allowWatchBookmarks=true"),
+        None,
+        b"",
+        true,
+    );
+    let last: Value = serde_json::from_str(body.lines().last().expect("a bookmark")).unwrap();
+    assert_eq!(last["type"], "BOOKMARK", "{body}");
+    assert_eq!(last["object"]["kind"], "ConfigMap");
+    assert!(
+        last["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|v| v.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap())
+    );
     // A watch from "0" starts with the current state.
     s.ok(&["create", "configmap", "x", "--from-literal=k=v"]);
     let (_, body) = s.http(
