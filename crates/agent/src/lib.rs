@@ -90,15 +90,35 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
         handler_queue.add(slipway_client::object_key(obj));
     })
     .await;
-    let ips = Mutex::new(IpPool::default());
-    while let Some(key) = queue.next().await {
-        if let Err(e) = reconcile(&client, &pods, &queue, &ips, &clock, &key).await {
-            tracing::debug!(pod = key, error = %e, "agent sync failed; retrying");
-            queue.add_after(key.clone(), std::time::Duration::from_millis(200));
-        }
-        queue.done(&key);
+    let ips = Arc::new(Mutex::new(IpPool::default()));
+    // Several workers (never two on the same pod: the queue hands a key to one at a time), so
+    // status writes of different pods share the store's commits.
+    let mut workers = Vec::new();
+    for _ in 0..SIMULATED_WORKERS {
+        let (client, pods, queue, ips, clock) = (
+            client.clone(),
+            pods.clone(),
+            queue.clone(),
+            ips.clone(),
+            clock.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while let Some(key) = queue.next().await {
+                if let Err(e) = reconcile(&client, &pods, &queue, &ips, &clock, &key).await {
+                    tracing::debug!(pod = key, error = %e, "agent sync failed; retrying");
+                    queue.add_after(key.clone(), std::time::Duration::from_millis(200));
+                }
+                queue.done(&key);
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
     }
 }
+
+/// Worker tasks of the simulated runtime.
+const SIMULATED_WORKERS: usize = 8;
 
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(v?.as_str()?)

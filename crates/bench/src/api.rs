@@ -566,9 +566,11 @@ async fn watch_delivery(ep: &Endpoint, n: usize) -> Result<(Vec<f64>, Vec<f64>)>
     Ok((delivery, ack))
 }
 
+// The benchmark's pods name a scheduler that does not exist, so no node agent binds or runs
+// them: the API server is measured, not 10,000 processes.
 fn deployment_json() -> Bytes {
     Bytes::from_static(
-        br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bench","labels":{"app":"bench"}},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"bench"}},"template":{"metadata":{"labels":{"app":"bench"}},"spec":{"containers":[{"name":"web","image":"nginx:1.27","ports":[{"containerPort":80}]}]}}}}"#,
+        br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bench","labels":{"app":"bench"}},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"bench"}},"template":{"metadata":{"labels":{"app":"bench"}},"spec":{"schedulerName":"slipway-bench-unscheduled","containers":[{"name":"web","image":"nginx:1.27","ports":[{"containerPort":80}]}]}}}}"#,
     )
 }
 
@@ -580,6 +582,6 @@ fn configmap_json(name: &str) -> Bytes {
 
 fn pod_json(i: usize) -> Bytes {
     Bytes::from(format!(
-        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i:05}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"app","image":"busybox:1.36"}}]}}}}"#
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"pod-{i:05}","labels":{{"app":"bench"}}}},"spec":{{"schedulerName":"slipway-bench-unscheduled","containers":[{{"name":"app","image":"busybox:1.36"}}]}}}}"#
     ))
 }

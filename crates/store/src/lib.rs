@@ -119,8 +119,13 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
         StoreOptions {
-            history_limit: 10_000,
-            watch_buffer: 1_000,
+            // Every retained event holds an old version of an object: a window of a few
+            // thousand lets watchers resume after a short gap without holding memory for
+            // every recent write at scale (a longer gap ends in a 410 and a re-list).
+            history_limit: 4_096,
+            // In-process controllers follow bursts of thousands of writes; dropping them
+            // would force a costly re-list, so their queue may grow this far first.
+            watch_buffer: 8_192,
             busy_timeout: std::time::Duration::from_secs(5),
         }
     }
