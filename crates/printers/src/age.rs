@@ -1,14 +1,49 @@
 //! Ages and timestamps as the Kubernetes printers render them (`duration.HumanDuration`).
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
 /// Parses an RFC 3339 timestamp (`metav1.Time` or `metav1.MicroTime`); `None` when absent
 /// or malformed, which the printers treat like Kubernetes' zero time.
 pub fn parse_time(value: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
     let text = value?.as_str()?;
+    if let Some(t) = parse_utc_seconds(text) {
+        return Some(t);
+    }
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// The fast path of [`parse_time`]: `YYYY-MM-DDTHH:MM:SSZ`, the form the server writes
+/// (`metav1.Time`), read without the general parser. `None` for anything else (fractions,
+/// offsets, lower-case separators, leap seconds), which the general parser then handles.
+fn parse_utc_seconds(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(number(0, 4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, number(5, 7)?, number(8, 10)?)?;
+    let second = number(17, 19)?;
+    if second > 59 {
+        return None;
+    }
+    Some(
+        date.and_hms_opt(number(11, 13)?, number(14, 16)?, second)?
+            .and_utc(),
+    )
 }
 
 /// The age of `timestamp` at `now`: [`human_duration`] of the difference, or `<unknown>` when
@@ -139,5 +174,41 @@ mod tests {
         assert_eq!(age_since(Some(t), t + TimeDelta::seconds(42)), "42s");
         let micro = parse_time(Some(&json!("2024-01-01T00:00:00.123456Z"))).unwrap();
         assert_eq!(age_since(Some(micro), t + TimeDelta::seconds(42)), "41s");
+    }
+
+    #[test]
+    fn the_fast_path_reads_times_as_the_rfc3339_parser_does() {
+        let general = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        for text in [
+            "2024-01-01T00:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2023-02-29T12:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-00-10T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T23:60:00Z",
+            "2016-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2024-01-01t00:00:00z",
+            "2024-01-01 00:00:00Z",
+            "2024-01-01T00:00:00+01:00",
+            "2024-01-01T00:00:00.5Z",
+            "2024-1-01T00:00:00Z",
+            "+024-01-01T00:00:00Z",
+            "2024-01-01T0a:00:00Z",
+        ] {
+            let value = json!(text);
+            assert_eq!(parse_time(Some(&value)), general(text), "{text}");
+            if let Some(fast) = parse_utc_seconds(text) {
+                assert_eq!(Some(fast), general(text), "{text}");
+            }
+        }
+        assert!(parse_utc_seconds("2024-01-01T00:00:00Z").is_some());
     }
 }

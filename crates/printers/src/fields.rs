@@ -5,7 +5,21 @@ use serde_json::Value;
 
 /// The value at `path`, if every step exists.
 pub fn at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(obj, |cur, key| cur.get(*key))
+    path.iter().try_fold(obj, |cur, key| field(cur, key))
+}
+
+/// Maps up to this many entries are searched in order rather than hashed.
+const SCAN_LIMIT: usize = 16;
+
+/// `obj[key]` when `obj` is a map holding `key` (as `Value::get`). Objects are small, and
+/// comparing a few keys is much cheaper than hashing the key (SipHash) and probing.
+fn field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
+    let map = obj.as_object()?;
+    if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
 }
 
 /// The string at `path`, or `""`.

@@ -1,24 +1,86 @@
 //! Cell values of each printer, following the kube-apiserver 1.33 printers. Every function
 //! returns exactly one cell per column of the matching list in [`crate::columns`], wide
 //! columns included (the server always prints wide; kubectl hides priority-1 columns).
+//!
+//! Cells borrow their text from the object where they can, so that printing a long list
+//! allocates little; [`Cell`] serialises exactly as the `Value` it converts to.
 
 use crate::age::{age_since, parse_time};
 use crate::fields::{array_at, at, bool_at, int_at, int_opt, is_set, map_len, str_at, strings_at};
 use crate::selector::{format_labels, label_selector_string};
 use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+/// One cell: a string (borrowed from the object when possible) or an integer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell<'a> {
+    /// A string cell.
+    Str(Cow<'a, str>),
+    /// An integer cell.
+    Int(i64),
+}
+
+impl<'a> From<&'a str> for Cell<'a> {
+    fn from(s: &'a str) -> Cell<'a> {
+        Cell::Str(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Cell<'_> {
+    fn from(s: String) -> Self {
+        Cell::Str(Cow::Owned(s))
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Cell<'a> {
+    fn from(s: Cow<'a, str>) -> Cell<'a> {
+        Cell::Str(s)
+    }
+}
+
+impl From<i64> for Cell<'_> {
+    fn from(n: i64) -> Self {
+        Cell::Int(n)
+    }
+}
+
+impl From<usize> for Cell<'_> {
+    fn from(n: usize) -> Self {
+        Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<Cell<'_>> for Value {
+    fn from(cell: Cell<'_>) -> Value {
+        match cell {
+            Cell::Str(s) => Value::String(s.into_owned()),
+            Cell::Int(n) => Value::from(n),
+        }
+    }
+}
+
+impl Serialize for Cell<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Str(s) => serializer.serialize_str(s),
+            Cell::Int(n) => serializer.serialize_i64(*n),
+        }
+    }
+}
+
 /// Cells of one row, plus the row conditions Kubernetes attaches (completed pods).
-pub struct RowCells {
+pub struct RowCells<'a> {
     /// One value per column.
-    pub cells: Vec<Value>,
+    pub cells: Vec<Cell<'a>>,
     /// `TableRow.conditions`, empty when none.
     pub conditions: Vec<Value>,
 }
 
-impl From<Vec<Value>> for RowCells {
-    fn from(cells: Vec<Value>) -> RowCells {
+impl<'a> From<Vec<Cell<'a>>> for RowCells<'a> {
+    fn from(cells: Vec<Cell<'a>>) -> RowCells<'a> {
         RowCells {
             cells,
             conditions: Vec::new(),
@@ -26,23 +88,25 @@ impl From<Vec<Value>> for RowCells {
     }
 }
 
-fn name(obj: &Value) -> Value {
-    json!(str_at(obj, &["metadata", "name"]))
+fn name(obj: &Value) -> Cell<'_> {
+    str_at(obj, &["metadata", "name"]).into()
 }
 
-fn age(obj: &Value, now: DateTime<Utc>) -> Value {
-    json!(age_since(
-        parse_time(at(obj, &["metadata", "creationTimestamp"])),
-        now
-    ))
+fn age(obj: &Value, now: DateTime<Utc>) -> Cell<'static> {
+    age_of(at(obj, &["metadata"]).unwrap_or(&Value::Null), now)
+}
+
+/// The Age cell of an object with `metadata`.
+fn age_of(metadata: &Value, now: DateTime<Utc>) -> Cell<'static> {
+    age_since(parse_time(at(metadata, &["creationTimestamp"])), now).into()
 }
 
 /// `layoutContainerCells`: container names and images, each comma-joined.
-fn containers_and_images(obj: &Value) -> (Value, Value) {
+fn containers_and_images(obj: &Value) -> (Cell<'_>, Cell<'_>) {
     let containers = array_at(obj, &["spec", "template", "spec", "containers"]);
     let names: Vec<&str> = containers.iter().map(|c| str_at(c, &["name"])).collect();
     let images: Vec<&str> = containers.iter().map(|c| str_at(c, &["image"])).collect();
-    (json!(names.join(",")), json!(images.join(",")))
+    (names.join(",").into(), images.join(",").into())
 }
 
 /// `spec.replicas`, defaulted to 1 as the API defaults it when unset.
@@ -51,36 +115,55 @@ fn desired_replicas(obj: &Value) -> i64 {
 }
 
 /// Name, Ready, Up-to-date, Available, Age, Containers, Images, Selector.
-pub fn deployment(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn deployment(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let ready = int_at(obj, &["status", "readyReplicas"]);
     let (containers, images) = containers_and_images(obj);
     vec![
         name(obj),
-        json!(format!("{ready}/{}", desired_replicas(obj))),
-        json!(int_at(obj, &["status", "updatedReplicas"])),
-        json!(int_at(obj, &["status", "availableReplicas"])),
+        format!("{ready}/{}", desired_replicas(obj)).into(),
+        int_at(obj, &["status", "updatedReplicas"]).into(),
+        int_at(obj, &["status", "availableReplicas"]).into(),
         age(obj, now),
         containers,
         images,
-        json!(label_selector_string(at(obj, &["spec", "selector"]))),
+        label_selector_string(at(obj, &["spec", "selector"])).into(),
     ]
     .into()
 }
 
 /// Name, Desired, Current, Ready, Age, Containers, Images, Selector.
-pub fn replica_set(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn replica_set(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let (containers, images) = containers_and_images(obj);
     vec![
         name(obj),
-        json!(desired_replicas(obj)),
-        json!(int_at(obj, &["status", "replicas"])),
-        json!(int_at(obj, &["status", "readyReplicas"])),
+        desired_replicas(obj).into(),
+        int_at(obj, &["status", "replicas"]).into(),
+        int_at(obj, &["status", "readyReplicas"]).into(),
         age(obj, now),
         containers,
         images,
-        json!(label_selector_string(at(obj, &["spec", "selector"]))),
+        label_selector_string(at(obj, &["spec", "selector"])).into(),
     ]
     .into()
+}
+
+/// A pod's `metadata`, `spec` and `status`, each looked up once (`null` when missing).
+#[derive(Clone, Copy)]
+struct PodParts<'a> {
+    metadata: &'a Value,
+    spec: &'a Value,
+    status: &'a Value,
+}
+
+impl<'a> PodParts<'a> {
+    fn of(pod: &'a Value) -> PodParts<'a> {
+        let part = |key: &str| at(pod, &[key]).unwrap_or(&Value::Null);
+        PodParts {
+            metadata: part("metadata"),
+            spec: part("spec"),
+            status: part("status"),
+        }
+    }
 }
 
 /// Keeps the latest of the restart times seen so far.
@@ -102,8 +185,9 @@ fn exit_description(terminated: &Value) -> String {
     }
 }
 
-fn has_condition(obj: &Value, ty: &str, status: &str) -> bool {
-    array_at(obj, &["status", "conditions"])
+/// Whether the pod `status` has condition `ty` with `status`.
+fn has_condition(pod_status: &Value, ty: &str, status: &str) -> bool {
+    array_at(pod_status, &["conditions"])
         .iter()
         .any(|c| str_at(c, &["type"]) == ty && str_at(c, &["status"]) == status)
 }
@@ -111,14 +195,22 @@ fn has_condition(obj: &Value, ty: &str, status: &str) -> bool {
 /// The pod's Ready, Status and Restarts cells, following `printPod`: the phase, overridden by
 /// `status.reason`, by the first unfinished init container (`Init:…`), then by the last
 /// container with a waiting or terminated reason; `Terminating` while being deleted.
-fn pod_state(pod: &Value, now: DateTime<Utc>) -> (String, String, String) {
-    let init_specs = array_at(pod, &["spec", "initContainers"]);
+fn pod_state<'a>(
+    pod: &PodParts<'a>,
+    now: DateTime<Utc>,
+) -> (String, Cow<'a, str>, Cow<'static, str>) {
+    let PodParts {
+        metadata,
+        spec,
+        status: pod_status,
+    } = *pod;
+    let init_specs = array_at(spec, &["initContainers"]);
     let restartable = |container_name: &str| {
         init_specs.iter().any(|c| {
             str_at(c, &["name"]) == container_name && str_at(c, &["restartPolicy"]) == "Always"
         })
     };
-    let mut total = array_at(pod, &["spec", "containers"]).len();
+    let mut total = array_at(spec, &["containers"]).len();
     total += init_specs
         .iter()
         .filter(|c| str_at(c, &["restartPolicy"]) == "Always")
@@ -129,21 +221,21 @@ fn pod_state(pod: &Value, now: DateTime<Utc>) -> (String, String, String) {
     let mut last_restart: Option<DateTime<Utc>> = None;
     let mut last_sidecar_restart: Option<DateTime<Utc>> = None;
 
-    let phase = str_at(pod, &["status", "phase"]);
-    let pod_reason = str_at(pod, &["status", "reason"]);
-    let mut reason = if pod_reason.is_empty() {
-        phase.to_string()
+    let phase = str_at(pod_status, &["phase"]);
+    let pod_reason = str_at(pod_status, &["reason"]);
+    let mut reason = Cow::Borrowed(if pod_reason.is_empty() {
+        phase
     } else {
-        pod_reason.to_string()
-    };
-    if array_at(pod, &["status", "conditions"]).iter().any(|c| {
+        pod_reason
+    });
+    if array_at(pod_status, &["conditions"]).iter().any(|c| {
         str_at(c, &["type"]) == "PodScheduled" && str_at(c, &["reason"]) == "SchedulingGated"
     }) {
-        reason = "SchedulingGated".to_string();
+        reason = Cow::Borrowed("SchedulingGated");
     }
 
     let mut initializing = false;
-    for (i, status) in array_at(pod, &["status", "initContainerStatuses"])
+    for (i, status) in array_at(pod_status, &["initContainerStatuses"])
         .iter()
         .enumerate()
     {
@@ -166,7 +258,7 @@ fn pod_state(pod: &Value, now: DateTime<Utc>) -> (String, String, String) {
             }
             continue;
         }
-        reason = if let Some(t) = terminated {
+        reason = Cow::Owned(if let Some(t) = terminated {
             let why = str_at(t, &["reason"]);
             if why.is_empty() {
                 format!("Init:{}", exit_description(t))
@@ -177,28 +269,28 @@ fn pod_state(pod: &Value, now: DateTime<Utc>) -> (String, String, String) {
             format!("Init:{waiting_reason}")
         } else {
             format!("Init:{i}/{}", init_specs.len())
-        };
+        });
         initializing = true;
         break;
     }
 
-    if !initializing || has_condition(pod, "Initialized", "True") {
+    if !initializing || has_condition(pod_status, "Initialized", "True") {
         restarts = sidecar_restarts;
         last_restart = last_sidecar_restart;
         let mut has_running = false;
-        for status in array_at(pod, &["status", "containerStatuses"]).iter().rev() {
+        for status in array_at(pod_status, &["containerStatuses"]).iter().rev() {
             restarts += int_at(status, &["restartCount"]);
             note_restart(&mut last_restart, status);
             let waiting_reason = str_at(status, &["state", "waiting", "reason"]);
             let terminated = at(status, &["state", "terminated"]).filter(|v| !v.is_null());
             if !waiting_reason.is_empty() {
-                reason = waiting_reason.to_string();
+                reason = Cow::Borrowed(waiting_reason);
             } else if let Some(t) = terminated {
                 let why = str_at(t, &["reason"]);
                 reason = if why.is_empty() {
-                    exit_description(t)
+                    Cow::Owned(exit_description(t))
                 } else {
-                    why.to_string()
+                    Cow::Borrowed(why)
                 };
             } else if bool_at(status, &["ready"]) && is_set(status, &["state", "running"]) {
                 has_running = true;
@@ -206,47 +298,56 @@ fn pod_state(pod: &Value, now: DateTime<Utc>) -> (String, String, String) {
             }
         }
         if reason == "Completed" && has_running {
-            reason = if has_condition(pod, "Ready", "True") {
-                "Running".to_string()
+            reason = Cow::Borrowed(if has_condition(pod_status, "Ready", "True") {
+                "Running"
             } else {
-                "NotReady".to_string()
-            };
+                "NotReady"
+            });
         }
     }
 
-    if is_set(pod, &["metadata", "deletionTimestamp"]) {
+    if is_set(metadata, &["deletionTimestamp"]) {
         if pod_reason == "NodeLost" {
-            reason = "Unknown".to_string();
+            reason = Cow::Borrowed("Unknown");
         } else if phase != "Succeeded" && phase != "Failed" {
-            reason = "Terminating".to_string();
+            reason = Cow::Borrowed("Terminating");
         }
     }
 
     let restarts_cell = match last_restart {
-        Some(t) if restarts != 0 => format!("{restarts} ({} ago)", age_since(Some(t), now)),
-        _ => restarts.to_string(),
+        Some(t) if restarts != 0 => {
+            Cow::Owned(format!("{restarts} ({} ago)", age_since(Some(t), now)))
+        }
+        _ if restarts == 0 => Cow::Borrowed("0"),
+        _ => Cow::Owned(restarts.to_string()),
     };
     (format!("{ready}/{total}"), reason, restarts_cell)
 }
 
-fn or_none(s: &str) -> Value {
-    json!(if s.is_empty() { "<none>" } else { s })
+fn or_none(s: &str) -> Cell<'_> {
+    Cell::from(if s.is_empty() { "<none>" } else { s })
 }
 
 /// Name, Ready, Status, Restarts, Age, IP, Node, Nominated Node, Readiness Gates.
-pub fn pod(obj: &Value, now: DateTime<Utc>) -> RowCells {
-    let (ready, status, restarts) = pod_state(obj, now);
-    let pod_ips = array_at(obj, &["status", "podIPs"]);
+pub fn pod(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
+    let parts = PodParts::of(obj);
+    let (ready, status, restarts) = pod_state(&parts, now);
+    let PodParts {
+        metadata,
+        spec,
+        status: pod_status,
+    } = parts;
+    let pod_ips = array_at(pod_status, &["podIPs"]);
     let ip = pod_ips
         .first()
         .map(|p| str_at(p, &["ip"]))
         .filter(|ip| !ip.is_empty())
-        .unwrap_or_else(|| str_at(obj, &["status", "podIP"]));
-    let gates = array_at(obj, &["spec", "readinessGates"]);
-    let readiness_gates = if gates.is_empty() {
-        "<none>".to_string()
+        .unwrap_or_else(|| str_at(pod_status, &["podIP"]));
+    let gates = array_at(spec, &["readinessGates"]);
+    let readiness_gates: Cell<'_> = if gates.is_empty() {
+        "<none>".into()
     } else {
-        let conditions = array_at(obj, &["status", "conditions"]);
+        let conditions = array_at(pod_status, &["conditions"]);
         let met = gates
             .iter()
             .filter(|gate| {
@@ -257,9 +358,9 @@ pub fn pod(obj: &Value, now: DateTime<Utc>) -> RowCells {
                     .is_some_and(|c| str_at(c, &["status"]) == "True")
             })
             .count();
-        format!("{met}/{}", gates.len())
+        format!("{met}/{}", gates.len()).into()
     };
-    let conditions = match str_at(obj, &["status", "phase"]) {
+    let conditions = match str_at(pod_status, &["phase"]) {
         "Succeeded" => vec![json!({
             "type": "Completed", "status": "True", "reason": "Succeeded",
             "message": "The pod has completed successfully.",
@@ -272,15 +373,15 @@ pub fn pod(obj: &Value, now: DateTime<Utc>) -> RowCells {
     };
     RowCells {
         cells: vec![
-            name(obj),
-            json!(ready),
-            json!(status),
-            json!(restarts),
-            age(obj, now),
+            str_at(metadata, &["name"]).into(),
+            ready.into(),
+            status.into(),
+            restarts.into(),
+            age_of(metadata, now),
             or_none(ip),
-            or_none(str_at(obj, &["spec", "nodeName"])),
-            or_none(str_at(obj, &["status", "nominatedNodeName"])),
-            json!(readiness_gates),
+            or_none(str_at(spec, &["nodeName"])),
+            or_none(str_at(pod_status, &["nominatedNodeName"])),
+            readiness_gates,
         ],
         conditions,
     }
@@ -349,7 +450,7 @@ fn service_ports(svc: &Value) -> String {
 }
 
 /// Name, Type, Cluster-IP, External-IP, Port(s), Age, Selector.
-pub fn service(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn service(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let svc_type = match str_at(obj, &["spec", "type"]) {
         "" => "ClusterIP",
         other => other,
@@ -360,12 +461,12 @@ pub fn service(obj: &Value, now: DateTime<Utc>) -> RowCells {
         .unwrap_or_else(|| str_at(obj, &["spec", "clusterIP"]));
     vec![
         name(obj),
-        json!(svc_type),
+        svc_type.into(),
         or_none(cluster_ip),
-        json!(external_ip(obj, svc_type)),
-        json!(service_ports(obj)),
+        external_ip(obj, svc_type).into(),
+        service_ports(obj).into(),
         age(obj, now),
-        json!(format_labels(at(obj, &["spec", "selector"]))),
+        format_labels(at(obj, &["spec", "selector"])).into(),
     ]
     .into()
 }
@@ -429,8 +530,8 @@ fn endpoints_list(obj: &Value) -> String {
 }
 
 /// Name, Endpoints, Age.
-pub fn endpoints(obj: &Value, now: DateTime<Utc>) -> RowCells {
-    vec![name(obj), json!(endpoints_list(obj)), age(obj, now)].into()
+pub fn endpoints(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
+    vec![name(obj), endpoints_list(obj).into(), age(obj, now)].into()
 }
 
 /// `listWithMoreString`: at most three entries, then ` + N more...`; `<unset>` when empty.
@@ -451,7 +552,7 @@ fn list_with_more(items: Vec<String>) -> String {
 }
 
 /// Name, AddressType, Ports, Endpoints, Age.
-pub fn endpoint_slice(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn endpoint_slice(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let ports = array_at(obj, &["ports"])
         .iter()
         .map(|p| {
@@ -472,32 +573,32 @@ pub fn endpoint_slice(obj: &Value, now: DateTime<Utc>) -> RowCells {
         .collect();
     vec![
         name(obj),
-        json!(str_at(obj, &["addressType"])),
-        json!(list_with_more(ports)),
-        json!(list_with_more(addresses)),
+        str_at(obj, &["addressType"]).into(),
+        list_with_more(ports).into(),
+        list_with_more(addresses).into(),
         age(obj, now),
     ]
     .into()
 }
 
 /// Name, Status (phase, `Active` when unset), Age.
-pub fn namespace(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn namespace(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let phase = match str_at(obj, &["status", "phase"]) {
         "" => "Active",
         other => other,
     };
-    vec![name(obj), json!(phase), age(obj, now)].into()
+    vec![name(obj), phase.into(), age(obj, now)].into()
 }
 
 /// Name, Data (keys of data and binaryData), Age.
-pub fn config_map(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn config_map(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let keys = map_len(obj, &["data"]) + map_len(obj, &["binaryData"]);
-    vec![name(obj), json!(keys), age(obj, now)].into()
+    vec![name(obj), keys.into(), age(obj, now)].into()
 }
 
 /// Name, Type (`Opaque` when unset), Data (keys of data, with stringData folded in as the
 /// API does on write), Age.
-pub fn secret(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn secret(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let secret_type = match str_at(obj, &["type"]) {
         "" => "Opaque",
         other => other,
@@ -510,8 +611,8 @@ pub fn secret(obj: &Value, now: DateTime<Utc>) -> RowCells {
     }
     vec![
         name(obj),
-        json!(secret_type),
-        json!(keys.len()),
+        secret_type.into(),
+        keys.len().into(),
         age(obj, now),
     ]
     .into()
@@ -522,7 +623,7 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
 }
 
 /// Last Seen, Type, Reason, Object, Subobject, Source, Message, First Seen, Count, Name.
-pub fn event(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn event(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     let first_time = parse_time(at(obj, &["firstTimestamp"]));
     let first_seen = match first_time {
         Some(t) => age_since(Some(t), now),
@@ -554,27 +655,27 @@ pub fn event(obj: &Value, now: DateTime<Utc>) -> RowCells {
         str_at(obj, &["source", "host"]),
         str_at(obj, &["reportingInstance"]),
     );
-    let source = if instance.is_empty() {
-        component.to_string()
+    let source: Cell<'_> = if instance.is_empty() {
+        component.into()
     } else {
-        format!("{component}, {instance}")
+        format!("{component}, {instance}").into()
     };
     vec![
-        json!(last_seen),
-        json!(str_at(obj, &["type"])),
-        json!(str_at(obj, &["reason"])),
-        json!(target),
-        json!(str_at(obj, &["involvedObject", "fieldPath"])),
-        json!(source),
-        json!(str_at(obj, &["message"]).trim()),
-        json!(first_seen),
-        json!(count),
+        last_seen.into(),
+        str_at(obj, &["type"]).into(),
+        str_at(obj, &["reason"]).into(),
+        target.into(),
+        str_at(obj, &["involvedObject", "fieldPath"]).into(),
+        source,
+        str_at(obj, &["message"]).trim().into(),
+        first_seen.into(),
+        count.into(),
         name(obj),
     ]
     .into()
 }
 
 /// Name, Age.
-pub fn default(obj: &Value, now: DateTime<Utc>) -> RowCells {
+pub fn default(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     vec![name(obj), age(obj, now)].into()
 }
