@@ -274,13 +274,13 @@ fn pod_json(i: usize) -> Bytes {
     )
 }
 
-fn int(v: &Value, pointer: &str) -> Option<u64> {
+pub(crate) fn int(v: &Value, pointer: &str) -> Option<u64> {
     v.pointer(pointer).and_then(Value::as_u64)
 }
 
 /// A rollout is complete: every replica updated and available, none extra, and the status
 /// describes the current generation (at least `min_generation`).
-fn rollout_complete(d: &Value, replicas: u64, min_generation: u64) -> bool {
+pub(crate) fn rollout_complete(d: &Value, replicas: u64, min_generation: u64) -> bool {
     let generation = int(d, "/metadata/generation").unwrap_or(0);
     generation >= min_generation
         && int(d, "/status/observedGeneration") == Some(generation)
@@ -300,7 +300,7 @@ fn deployment_available(d: &Value, replicas: u64) -> bool {
             })
 }
 
-fn status_summary(d: &Value) -> String {
+pub(crate) fn status_summary(d: &Value) -> String {
     format!(
         "generation {:?}, status {}",
         int(d, "/metadata/generation"),
@@ -311,7 +311,7 @@ fn status_summary(d: &Value) -> String {
 // ------------------------------------------------------------------------------------------
 // Helpers against the server
 
-async fn get_json(conn: &mut Conn, path: &str) -> Result<Value> {
+pub(crate) async fn get_json(conn: &mut Conn, path: &str) -> Result<Value> {
     let body = conn
         .expect_ok(Method::GET, path, JSON, Bytes::new())
         .await?;
@@ -319,13 +319,13 @@ async fn get_json(conn: &mut Conn, path: &str) -> Result<Value> {
 }
 
 /// The store's current revision.
-async fn store_revision(conn: &mut Conn) -> Result<u64> {
+pub(crate) async fn store_revision(conn: &mut Conn) -> Result<u64> {
     Ok(revision(&get_json(conn, REVISION_PROBE).await?))
 }
 
 /// Waits (bounded by [`SETTLE_TIMEOUT`]) until the store's revision stays put for [`QUIET`];
 /// returns how long that took (including the quiet period), or `None` if it never settled.
-async fn settle(conn: &mut Conn) -> Result<Option<Duration>> {
+pub(crate) async fn settle(conn: &mut Conn) -> Result<Option<Duration>> {
     let start = Instant::now();
     let mut last = store_revision(conn).await?;
     let mut since = Instant::now();

@@ -6,7 +6,9 @@ mod baseline;
 mod client;
 mod controllers;
 mod load;
+mod pods;
 mod report;
+mod runtime;
 mod server;
 mod watch;
 
@@ -30,6 +32,9 @@ enum Cmd {
     /// The controllers on the simulated runtime: a 100-replica rolling update, 1,000
     /// Deployments (10,000 pods) converging from a cold start, memory and idle CPU.
     Controllers(Args),
+    /// The process runtime: pod start to Ready, the seed's rolling update, the CPU cost of
+    /// exec probes, and memory per pod (server and shim).
+    Runtime(Args),
 }
 
 /// Options every benchmark takes.
@@ -76,6 +81,15 @@ fn main() -> Result<()> {
                 plan.trials,
                 runtime.block_on(controllers::run(bin, plan)),
             )
+        }
+        Cmd::Runtime(args) => {
+            let bin = args.slipway.clone().map_or_else(default_slipway, Ok)?;
+            let plan = if args.quick {
+                runtime::Plan::quick()
+            } else {
+                runtime::Plan::full()
+            };
+            (args, plan.trials, runtime.block_on(runtime::run(bin, plan)))
         }
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

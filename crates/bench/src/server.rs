@@ -112,13 +112,19 @@ impl Slipway {
 
     /// SIGTERM, and wait (bounded) for the exit; SIGKILL after 10 s. Returns false when the
     /// server had to be killed.
-    pub async fn stop(mut self) -> Result<bool> {
+    pub async fn stop(self) -> Result<bool> {
+        self.stop_within(Duration::from_secs(10)).await
+    }
+
+    /// SIGTERM, and wait up to `grace` for the exit, then SIGKILL. Returns false when the
+    /// server had to be killed.
+    pub async fn stop_within(mut self, grace: Duration) -> Result<bool> {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
                 .arg(pid.to_string())
                 .status();
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            if tokio::time::timeout(grace, self.child.wait())
                 .await
                 .is_err()
             {
@@ -189,7 +195,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 /// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), else the usual 100.
-fn clock_ticks_per_sec() -> f64 {
+pub fn clock_ticks_per_sec() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
