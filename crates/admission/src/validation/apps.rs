@@ -1,6 +1,7 @@
 //! Deployment and ReplicaSet validation (`pkg/apis/apps/validation`) and the selector
 //! immutability the `apps/v1` registry strategies add on update.
 
+use super::ErrorsExt;
 use super::meta::{self, NameRule};
 use super::pod::pod_template;
 use super::{Errors, Path, non_negative};
@@ -112,17 +113,9 @@ fn label_selector(sel: &LabelSelector, path: &Path, errs: &mut Errors) {
                 "not a valid selector operator",
             )),
         }
-        for msg in names::qualified_name(&r.key) {
-            errs.push(FieldError::invalid(p.child("key"), quote(&r.key), msg));
-        }
+        errs.invalid_each(p.child("key"), &r.key, names::qualified_name(&r.key));
         for (vi, v) in values.iter().enumerate() {
-            for msg in names::label_value(v) {
-                errs.push(FieldError::invalid(
-                    p.child("values").index(vi),
-                    quote(v),
-                    msg,
-                ));
-            }
+            errs.invalid_each(p.child("values").index(vi), v, names::label_value(v));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Validation of the other core kinds: Namespace, Service, Endpoints, Event, ConfigMap,
 //! Secret, and `discovery.k8s.io/v1` EndpointSlice.
 
+use super::ErrorsExt;
 use super::meta::{self, NameRule};
 use super::pod::{port_num_or_name, protocol};
 use super::{Errors, Path, immutable};
@@ -51,9 +52,7 @@ pub fn namespace(new: &Namespace, old: Option<&Namespace>) -> Errors {
     );
     let path = Path::new("spec").child("finalizers");
     for f in new.spec.iter().flat_map(|s| s.finalizers.iter().flatten()) {
-        for msg in names::qualified_name(f) {
-            errs.push(FieldError::invalid(&path, quote(f), msg));
-        }
+        errs.invalid_each(&path, f, names::qualified_name(f));
         if !f.contains('/') && !["kubernetes", "orphan", "foregroundDeletion"].contains(&f.as_str())
         {
             errs.push(FieldError::invalid(
@@ -77,9 +76,7 @@ fn service_port(
     if require_name && name.is_empty() {
         errs.push(FieldError::required(path.child("name"), ""));
     } else if !name.is_empty() {
-        for msg in names::dns1123_label(name) {
-            errs.push(FieldError::invalid(path.child("name"), quote(name), msg));
-        }
+        errs.invalid_each(path.child("name"), name, names::dns1123_label(name));
         if !names_seen.insert(name.to_string()) {
             errs.push(FieldError::duplicate(path.child("name"), quote(name)));
         }
@@ -95,13 +92,7 @@ fn service_port(
     let target = p.target_port.clone().unwrap_or(IntOrString::Int(0));
     port_num_or_name(&target, &path.child("targetPort"), errs);
     if let Some(app) = &p.app_protocol {
-        for msg in names::qualified_name(app) {
-            errs.push(FieldError::invalid(
-                path.child("appProtocol"),
-                quote(app),
-                msg,
-            ));
-        }
+        errs.invalid_each(path.child("appProtocol"), app, names::qualified_name(app));
     }
 }
 
@@ -153,13 +144,11 @@ pub fn service(new: &Service, old: Option<&Service>) -> Errors {
             if cname.is_empty() {
                 errs.push(FieldError::required(path.child("externalName"), ""));
             } else {
-                for msg in names::dns1123_subdomain(cname) {
-                    errs.push(FieldError::invalid(
-                        path.child("externalName"),
-                        quote(cname),
-                        msg,
-                    ));
-                }
+                errs.invalid_each(
+                    path.child("externalName"),
+                    cname,
+                    names::dns1123_subdomain(cname),
+                );
             }
         }
         _ => {}
@@ -358,23 +347,11 @@ fn endpoint_address(a: &EndpointAddress, path: &Path, errs: &mut Errors) {
     }
     let host = opt(&a.hostname);
     if !host.is_empty() {
-        for msg in names::dns1123_label(host) {
-            errs.push(FieldError::invalid(
-                path.child("hostname"),
-                quote(host),
-                msg,
-            ));
-        }
+        errs.invalid_each(path.child("hostname"), host, names::dns1123_label(host));
     }
     let node = opt(&a.node_name);
     if !node.is_empty() {
-        for msg in names::dns1123_subdomain(node) {
-            errs.push(FieldError::invalid(
-                path.child("nodeName"),
-                quote(node),
-                msg,
-            ));
-        }
+        errs.invalid_each(path.child("nodeName"), node, names::dns1123_subdomain(node));
     }
 }
 
@@ -412,9 +389,7 @@ pub fn endpoints(new: &Endpoints, old: Option<&Endpoints>) -> Errors {
             if ports.len() > 1 && name.is_empty() {
                 errs.push(FieldError::required(pp.child("name"), ""));
             } else if !name.is_empty() {
-                for msg in names::dns1123_label(name) {
-                    errs.push(FieldError::invalid(pp.child("name"), quote(name), msg));
-                }
+                errs.invalid_each(pp.child("name"), name, names::dns1123_label(name));
             }
             for msg in names::port_num(i64::from(port.port)) {
                 errs.push(FieldError::invalid(
@@ -474,15 +449,11 @@ pub fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -> Error
         }
         let host = opt(&e.hostname);
         if !host.is_empty() {
-            for msg in names::dns1123_label(host) {
-                errs.push(FieldError::invalid(p.child("hostname"), quote(host), msg));
-            }
+            errs.invalid_each(p.child("hostname"), host, names::dns1123_label(host));
         }
         let node = opt(&e.node_name);
         if !node.is_empty() {
-            for msg in names::dns1123_subdomain(node) {
-                errs.push(FieldError::invalid(p.child("nodeName"), quote(node), msg));
-            }
+            errs.invalid_each(p.child("nodeName"), node, names::dns1123_subdomain(node));
         }
     }
     match address_type {
@@ -499,9 +470,7 @@ pub fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -> Error
         let p = Path::new("ports").index(i);
         let name = opt(&port.name);
         if !name.is_empty() {
-            for msg in names::dns1123_label(name) {
-                errs.push(FieldError::invalid(p.child("name"), quote(name), msg));
-            }
+            errs.invalid_each(p.child("name"), name, names::dns1123_label(name));
         }
         if !seen.insert(name.to_string()) {
             errs.push(FieldError::duplicate(p.child("name"), quote(name)));
@@ -573,9 +542,7 @@ pub fn event(new: &Event, old: Option<&Event>) -> Errors {
             "does not match event.namespace",
         ));
     }
-    for msg in names::dns1123_subdomain(namespace) {
-        errs.push(FieldError::invalid("namespace", quote(namespace), msg));
-    }
+    errs.invalid_each("namespace", namespace, names::dns1123_subdomain(namespace));
     if errs.is_empty() {
         object_meta(
             &new.metadata,
@@ -631,9 +598,7 @@ pub fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> Errors {
     }
     let mut total = 0;
     for (k, v) in new.data.iter().flatten() {
-        for msg in names::config_map_key(k) {
-            errs.push(FieldError::invalid(Path::new("data").key(k), quote(k), msg));
-        }
+        errs.invalid_each(Path::new("data").key(k), k, names::config_map_key(k));
         if new.binary_data.as_ref().is_some_and(|b| b.contains_key(k)) {
             errs.push(FieldError::invalid(
                 Path::new("data").key(k),
@@ -644,13 +609,7 @@ pub fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> Errors {
         total += v.len();
     }
     for (k, v) in new.binary_data.iter().flatten() {
-        for msg in names::config_map_key(k) {
-            errs.push(FieldError::invalid(
-                Path::new("binaryData").key(k),
-                quote(k),
-                msg,
-            ));
-        }
+        errs.invalid_each(Path::new("binaryData").key(k), k, names::config_map_key(k));
         total += v.0.len();
     }
     if total > MAX_DATA_SIZE {
@@ -673,9 +632,7 @@ pub fn secret(new: &Secret, old: Option<&Secret>) -> Errors {
     let data = new.data.clone().unwrap_or_default();
     let mut total = 0;
     for (k, v) in &data {
-        for msg in names::config_map_key(k) {
-            errs.push(FieldError::invalid(data_path.key(k), quote(k), msg));
-        }
+        errs.invalid_each(data_path.key(k), k, names::config_map_key(k));
         total += v.0.len();
     }
     if total > MAX_DATA_SIZE {

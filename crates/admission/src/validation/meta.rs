@@ -1,6 +1,7 @@
 //! `metadata` validation (`ValidateObjectMeta`, `ValidateObjectMetaUpdate`), labels,
 //! annotations, owner references and finalizers.
 
+use super::ErrorsExt;
 use super::{Errors, Path, immutable, non_negative};
 use crate::gofmt::quote;
 use crate::names;
@@ -46,12 +47,8 @@ impl NameRule {
 /// Label keys and values (`ValidateLabels`); the path names the map, not the key.
 pub fn labels(labels: Option<&BTreeMap<String, String>>, path: &Path, errs: &mut Errors) {
     for (k, v) in labels.into_iter().flatten() {
-        for msg in names::qualified_name(k) {
-            errs.push(FieldError::invalid(path, quote(k), msg));
-        }
-        for msg in names::label_value(v) {
-            errs.push(FieldError::invalid(path, quote(v), msg));
-        }
+        errs.invalid_each(path, k, names::qualified_name(k));
+        errs.invalid_each(path, v, names::label_value(v));
     }
 }
 
@@ -59,9 +56,7 @@ pub fn labels(labels: Option<&BTreeMap<String, String>>, path: &Path, errs: &mut
 pub fn annotations(annotations: Option<&BTreeMap<String, String>>, path: &Path, errs: &mut Errors) {
     let Some(map) = annotations else { return };
     for k in map.keys() {
-        for msg in names::qualified_name(&k.to_lowercase()) {
-            errs.push(FieldError::invalid(path, quote(k), msg));
-        }
+        errs.invalid_each(path, k, names::qualified_name(&k.to_lowercase()));
     }
     let size: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > TOTAL_ANNOTATION_SIZE_LIMIT {
@@ -138,9 +133,7 @@ const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeleti
 fn finalizers(meta: &ObjectMeta, path: &Path, errs: &mut Errors) {
     let Some(list) = &meta.finalizers else { return };
     for f in list {
-        for msg in names::qualified_name(f) {
-            errs.push(FieldError::invalid(path, quote(f), msg));
-        }
+        errs.invalid_each(path, f, names::qualified_name(f));
     }
     if list.iter().any(|f| f == "orphan") && list.iter().any(|f| f == "foregroundDeletion") {
         errs.push(FieldError::invalid(
@@ -197,13 +190,11 @@ pub fn object_meta(
         if namespace.is_empty() {
             errs.push(FieldError::required(path.child("namespace"), ""));
         } else {
-            for msg in names::dns1123_label(namespace) {
-                errs.push(FieldError::invalid(
-                    path.child("namespace"),
-                    quote(namespace),
-                    msg,
-                ));
-            }
+            errs.invalid_each(
+                path.child("namespace"),
+                namespace,
+                names::dns1123_label(namespace),
+            );
         }
     } else if !namespace.is_empty() {
         errs.push(FieldError::forbidden(

@@ -66,6 +66,34 @@ impl From<&Path> for String {
 /// The errors found so far.
 pub type Errors = Vec<FieldError>;
 
+/// Recording name-check results.
+pub trait ErrorsExt {
+    /// One `Invalid value: "<value>": <message>` error at `path` for each message.
+    fn invalid_each<P: Into<String> + Clone>(
+        &mut self,
+        path: P,
+        value: &str,
+        messages: Vec<String>,
+    );
+}
+
+impl ErrorsExt for Errors {
+    fn invalid_each<P: Into<String> + Clone>(
+        &mut self,
+        path: P,
+        value: &str,
+        messages: Vec<String>,
+    ) {
+        for msg in messages {
+            self.push(FieldError::invalid(
+                path.clone(),
+                crate::gofmt::quote(value),
+                msg,
+            ));
+        }
+    }
+}
+
 /// `must be greater than or equal to 0` for negative values.
 pub fn non_negative(value: i64, path: &Path, errs: &mut Errors) {
     if value < 0 {

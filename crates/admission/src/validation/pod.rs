@@ -1,6 +1,7 @@
 //! Pod, pod template and pod spec validation (`ValidatePodSpec`, containers, probes,
 //! resources, volumes), as in Kubernetes' `pkg/apis/core/validation`.
 
+use super::ErrorsExt;
 use super::meta::{self, NameRule};
 use super::{Errors, Path, non_negative};
 use crate::gofmt::quote;
@@ -30,9 +31,7 @@ pub fn port_num_or_name(port: &IntOrString, path: &Path, errs: &mut Errors) {
             }
         }
         IntOrString::String(s) => {
-            for msg in names::port_name(s) {
-                errs.push(FieldError::invalid(path, quote(s), msg));
-            }
+            errs.invalid_each(path, s, names::port_name(s));
         }
     }
 }
@@ -49,9 +48,7 @@ pub fn protocol(value: &Option<String>, path: &Path, errs: &mut Errors) {
 }
 
 fn dns_label(value: &str, path: &Path, errs: &mut Errors) {
-    for msg in names::dns1123_label(value) {
-        errs.push(FieldError::invalid(path, quote(value), msg));
-    }
+    errs.invalid_each(path, value, names::dns1123_label(value));
 }
 
 fn handler(
@@ -102,13 +99,11 @@ fn handler(
             ));
         }
         for header in h.http_headers.iter().flatten() {
-            for msg in names::http_header_name(&header.name) {
-                errs.push(FieldError::invalid(
-                    p.child("httpHeaders"),
-                    quote(&header.name),
-                    msg,
-                ));
-            }
+            errs.invalid_each(
+                p.child("httpHeaders"),
+                &header.name,
+                names::http_header_name(&header.name),
+            );
         }
     }
     if let Some(t) = tcp_socket
@@ -233,9 +228,7 @@ fn parse_quantity(q: &ApiQuantity, path: &Path, errs: &mut Errors) -> Option<Qua
 }
 
 fn resource_entry(name: &str, q: &ApiQuantity, path: &Path, errs: &mut Errors) -> Option<Quantity> {
-    for msg in names::qualified_name(name) {
-        errs.push(FieldError::invalid(path, quote(name), msg));
-    }
+    errs.invalid_each(path, name, names::qualified_name(name));
     if !name.contains('/') && !is_standard_container_resource(name) {
         errs.push(FieldError::invalid(
             path,
@@ -349,9 +342,7 @@ fn env(c: &Container, path: &Path, errs: &mut Errors) {
         if e.name.is_empty() {
             errs.push(FieldError::required(p.child("name"), ""));
         } else {
-            for msg in names::env_var_name(&e.name) {
-                errs.push(FieldError::invalid(p.child("name"), quote(&e.name), msg));
-            }
+            errs.invalid_each(p.child("name"), &e.name, names::env_var_name(&e.name));
         }
         let Some(from) = &e.value_from else { continue };
         let from_path = p.child("valueFrom");
@@ -736,23 +727,15 @@ pub fn pod_spec(spec: &PodSpec, path: &Path, for_pod: bool, errs: &mut Errors) {
     );
     let sa = opt(&spec.service_account_name);
     if !sa.is_empty() {
-        for msg in names::dns1123_subdomain(sa) {
-            errs.push(FieldError::invalid(
-                path.child("serviceAccountName"),
-                quote(sa),
-                msg,
-            ));
-        }
+        errs.invalid_each(
+            path.child("serviceAccountName"),
+            sa,
+            names::dns1123_subdomain(sa),
+        );
     }
     let node = opt(&spec.node_name);
     if !node.is_empty() {
-        for msg in names::dns1123_subdomain(node) {
-            errs.push(FieldError::invalid(
-                path.child("nodeName"),
-                quote(node),
-                msg,
-            ));
-        }
+        errs.invalid_each(path.child("nodeName"), node, names::dns1123_subdomain(node));
     }
     if let Some(ads) = spec.active_deadline_seconds
         && !(1..=i64::from(i32::MAX)).contains(&ads)
@@ -773,9 +756,7 @@ pub fn pod_spec(spec: &PodSpec, path: &Path, for_pod: bool, errs: &mut Errors) {
         let p = path.child("tolerations").index(i);
         let key = opt(&t.key);
         if !key.is_empty() {
-            for msg in names::qualified_name(key) {
-                errs.push(FieldError::invalid(p.child("key"), quote(key), msg));
-            }
+            errs.invalid_each(p.child("key"), key, names::qualified_name(key));
         }
         match opt(&t.operator) {
             "" | "Equal" => {}
