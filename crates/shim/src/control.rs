@@ -227,6 +227,11 @@ pub fn stop(state_dir: &Path, grace: Duration) -> Result<ExitRecord, ShimError> 
 /// exits with its exit code (128 + signal if a signal ended it); killing it kills the
 /// command. Without namespaces (fallback mode) the command runs as a plain process in the
 /// working dir.
+///
+/// When an exec helper is set ([`set_exec_helper`](crate::set_exec_helper); `slipway serve`
+/// sets its own executable), that intermediate is a fresh `<helper> nsexec ...` process
+/// started without forking the caller (see [`nsexec_main`](crate::nsexec_main)); otherwise
+/// it is a fork of the caller, which copies the caller's page tables on every call.
 pub fn exec_in(
     state_dir: &Path,
     argv: &[String],
@@ -252,6 +257,19 @@ pub fn exec_in(
         full_env.push((v.name.clone(), v.value.clone()));
     }
 
+    if !state.namespaces.is_empty()
+        && let Some(helper) = crate::nsexec::exec_helper()
+    {
+        return crate::nsexec::spawn_via_helper(
+            &helper,
+            state_dir,
+            &state,
+            argv,
+            full_env,
+            (stdin, stdout, stderr),
+        );
+    }
+
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
@@ -266,6 +284,8 @@ pub fn exec_in(
             .spawn()
             .map_err(|e| ShimError::io(format!("exec {:?}", argv[0]), e));
     }
+
+    // No exec helper: enter the container from a fork of this process.
 
     // Everything the hook needs is prepared here: the hook runs in a child of a possibly
     // multi-threaded process and must not allocate.

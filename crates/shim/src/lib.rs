@@ -9,7 +9,8 @@
 //! The agent side of the protocol is [`launch`], [`stop`], [`exec_in`] and the readers
 //! ([`read_exit`], [`read_state`], [`read_isolation`], [`status`]). The shim side is
 //! [`run_shim`] (or [`shim_main`]), which the `slipway` binary exposes as a hidden
-//! subcommand. Everything the two sides share lives in files of the state dir:
+//! subcommand, as it does the exec helper [`nsexec_main`] that [`exec_in`] starts (once set
+//! with [`set_exec_helper`]) to enter a container without forking the caller. Everything the two sides share lives in files of the state dir:
 //!
 //! | file | written by | content |
 //! | --- | --- | --- |
@@ -29,6 +30,7 @@ mod container;
 mod control;
 mod daemon;
 mod logs;
+mod nsexec;
 mod sys;
 
 pub use cgroup::cgroup_v2_availability;
@@ -38,6 +40,7 @@ pub use control::{
 };
 pub use daemon::run_shim;
 pub use logs::{CriLogWriter, LogStream, rfc3339_nano};
+pub use nsexec::{NSEXEC_SUBCOMMAND, exec_helper, nsexec_main, set_exec_helper};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

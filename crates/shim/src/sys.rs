@@ -120,6 +120,20 @@ pub(crate) fn fork_into_joined_pid_namespace() -> io::Result<()> {
     }
 }
 
+/// A pidfd for `pid` (`pidfd_open(2)`): it becomes readable when the process ends, without
+/// reaping it.
+#[allow(unsafe_code)]
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a raw syscall with integer arguments; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by pidfd_open(2) and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Brings the loopback interface up in the calling process's network namespace
 /// (`SIOCGIFFLAGS` / `SIOCSIFFLAGS` on a datagram socket; no `ip` binary needed).
 #[allow(unsafe_code)]

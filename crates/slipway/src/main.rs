@@ -40,6 +40,14 @@ enum Command {
         /// The supervisor's JSON configuration.
         config: PathBuf,
     },
+    /// Runs a command inside a container's namespaces for exec probes, exec hooks and
+    /// `kubectl exec` (internal; see `slipway_shim::nsexec_main`).
+    #[command(hide = true)]
+    Nsexec {
+        /// What `slipway_shim::exec_in` passes: the container, then the command.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,13 +87,24 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The exec helper runs for every exec probe: it skips building the whole command line
+    // parser (`slipway nsexec` is parsed as below all the same).
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().as_deref() == Some(std::ffi::OsStr::new("nsexec")) {
+        std::process::exit(slipway_shim::nsexec_main(&raw.collect::<Vec<_>>()));
+    }
     let cli = Cli::parse();
-    // These two run before anything else starts a thread: the supervisor forks.
+    // These run before anything else starts a thread: the supervisor forks, the exec helper
+    // joins a mount namespace (single-threaded processes only).
     match &cli.command {
         Command::Shim { config } => std::process::exit(slipway_shim::shim_main(config)),
         Command::Sample { name, args } => {
             std::process::exit(slipway_images::run_sample(name, args))
         }
+        Command::Nsexec { args } => std::process::exit(slipway_shim::nsexec_main(args)),
+        // Exec probes, exec hooks and `kubectl exec` enter containers through
+        // `slipway nsexec` rather than a fork of this (large, multi-threaded) process.
+        Command::Serve(_) => slipway_shim::set_exec_helper(std::env::current_exe().ok()),
         _ => {}
     }
     tracing_subscriber::fmt()
@@ -97,7 +116,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Shim { .. } | Command::Sample { .. } => unreachable!("handled above"),
+        Command::Shim { .. } | Command::Sample { .. } | Command::Nsexec { .. } => {
+            unreachable!("handled above")
+        }
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig");
             let text = std::fs::read_to_string(&path).with_context(|| {

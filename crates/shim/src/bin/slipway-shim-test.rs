@@ -2,6 +2,7 @@
 //! process that spawns a shim, and as small container programs.
 //!
 //! - `slipway-shim-test shim CONFIG` — run the shim (what `slipway shim` will do);
+//! - `slipway-shim-test nsexec ARGS...` — the exec helper (what `slipway nsexec` does);
 //! - `slipway-shim-test spawn CONFIG` — launch a shim for CONFIG (with this binary), print
 //!   `launched <shim pid> <container pid>`, then block reading stdin until EOF;
 //! - `slipway-shim-test listen PORT` — bind 127.0.0.1:PORT, print `listening`, answer each
@@ -13,6 +14,13 @@ use std::path::Path;
 use std::process::Command;
 
 fn main() {
+    let args_os: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args_os
+        .get(1)
+        .is_some_and(|a| a == slipway_shim::NSEXEC_SUBCOMMAND)
+    {
+        std::process::exit(slipway_shim::nsexec_main(&args_os[2..]));
+    }
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         Some("shim") if args.len() == 3 => slipway_shim::shim_main(Path::new(&args[2])),
@@ -20,7 +28,9 @@ fn main() {
         Some("listen") if args.len() == 3 => listen(&args[2]),
         Some("connect") if args.len() == 3 => connect(&args[2]),
         _ => {
-            eprintln!("usage: slipway-shim-test shim|spawn CONFIG | listen|connect PORT");
+            eprintln!(
+                "usage: slipway-shim-test shim|spawn CONFIG | listen|connect PORT | nsexec ARGS..."
+            );
             2
         }
     };
