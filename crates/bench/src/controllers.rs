@@ -90,8 +90,6 @@ const REPLICASETS: &str = "/apis/apps/v1/namespaces/default/replicasets";
 const ROLLOUT: &str = "rollout";
 /// A cheap list whose `resourceVersion` is the store's current revision.
 const REVISION_PROBE: &str = "/api/v1/namespaces/default/configmaps?limit=1";
-/// Expected on stderr from a `--runtime process` server.
-const EXPECTED_WARNING: &str = "the process runtime is not part of this build";
 
 /// Runs every controller benchmark and prints one line per metric as it is measured.
 pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
@@ -210,11 +208,7 @@ async fn start(bin: &Path, dir: &Path, name: &str, runtime: &'static str) -> Res
 
 /// Stops `server`, first noting the WARN/ERROR lines and panics on its stderr.
 async fn stop(server: Slipway, name: &str, problems: &mut Vec<String>) -> Result<()> {
-    let lines: Vec<String> = server
-        .stderr_problems()
-        .into_iter()
-        .filter(|l| !l.contains(EXPECTED_WARNING))
-        .collect();
+    let lines: Vec<String> = server.stderr_problems();
     if let Some(first) = lines.first() {
         problems.push(format!(
             "the {name} server logged {} WARN/ERROR lines, the first: {first}",

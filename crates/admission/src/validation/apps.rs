@@ -409,17 +409,13 @@ fn selector_immutable(new: &LabelSelector, old: &LabelSelector, errs: &mut Error
 /// `selector_present` says whether the object's JSON has `spec.selector`.
 pub fn deployment(new: &Deployment, old: Option<&Deployment>, selector_present: bool) -> Errors {
     let mut errs = Errors::new();
-    let meta_path = Path::new("metadata");
-    match old {
-        None => meta::object_meta(
-            &new.metadata,
-            true,
-            NameRule::Subdomain,
-            &meta_path,
-            &mut errs,
-        ),
-        Some(o) => meta::object_meta_update(&new.metadata, &o.metadata, &meta_path, &mut errs),
-    }
+    meta::metadata(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        true,
+        NameRule::Subdomain,
+        &mut errs,
+    );
     let spec = new.spec.clone().unwrap_or_default();
     deployment_spec(&spec, selector_present, &Path::new("spec"), &mut errs);
     if let Some(old) = old {
@@ -436,17 +432,13 @@ pub fn deployment(new: &Deployment, old: Option<&Deployment>, selector_present: 
 /// `selector_present` says whether the object's JSON has `spec.selector`.
 pub fn replica_set(new: &ReplicaSet, old: Option<&ReplicaSet>, selector_present: bool) -> Errors {
     let mut errs = Errors::new();
-    let meta_path = Path::new("metadata");
-    match old {
-        None => meta::object_meta(
-            &new.metadata,
-            true,
-            NameRule::Subdomain,
-            &meta_path,
-            &mut errs,
-        ),
-        Some(o) => meta::object_meta_update(&new.metadata, &o.metadata, &meta_path, &mut errs),
-    }
+    meta::metadata(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        true,
+        NameRule::Subdomain,
+        &mut errs,
+    );
     let spec = new.spec.clone().unwrap_or_default();
     let path = Path::new("spec");
     non_negative(

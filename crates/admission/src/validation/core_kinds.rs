@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, EndpointAddress, Endpoints, Event, Namespace, Secret, Service, ServicePort,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use slipway_core::FieldError;
 use std::collections::HashSet;
@@ -26,24 +25,10 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
 
-fn object_meta(
-    new: &ObjectMeta,
-    old: Option<&ObjectMeta>,
-    namespaced: bool,
-    rule: NameRule,
-    errs: &mut Errors,
-) {
-    let path = Path::new("metadata");
-    match old {
-        None => meta::object_meta(new, namespaced, rule, &path, errs),
-        Some(o) => meta::object_meta_update(new, o, &path, errs),
-    }
-}
-
 /// Namespace create and update.
 pub fn namespace(new: &Namespace, old: Option<&Namespace>) -> Errors {
     let mut errs = Errors::new();
-    object_meta(
+    meta::metadata(
         &new.metadata,
         old.map(|o| &o.metadata),
         false,
@@ -99,7 +84,7 @@ fn service_port(
 /// Service create and update.
 pub fn service(new: &Service, old: Option<&Service>) -> Errors {
     let mut errs = Errors::new();
-    object_meta(
+    meta::metadata(
         &new.metadata,
         old.map(|o| &o.metadata),
         true,
@@ -358,7 +343,7 @@ fn endpoint_address(a: &EndpointAddress, path: &Path, errs: &mut Errors) {
 /// Endpoints create and update. Loopback addresses are allowed: Slipway's pods live there.
 pub fn endpoints(new: &Endpoints, old: Option<&Endpoints>) -> Errors {
     let mut errs = Errors::new();
-    object_meta(
+    meta::metadata(
         &new.metadata,
         old.map(|o| &o.metadata),
         true,
@@ -407,7 +392,7 @@ pub fn endpoints(new: &Endpoints, old: Option<&Endpoints>) -> Errors {
 /// EndpointSlice create and update.
 pub fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -> Errors {
     let mut errs = Errors::new();
-    object_meta(
+    meta::metadata(
         &new.metadata,
         old.map(|o| &o.metadata),
         true,
@@ -544,7 +529,7 @@ pub fn event(new: &Event, old: Option<&Event>) -> Errors {
     }
     errs.invalid_each("namespace", namespace, names::dns1123_subdomain(namespace));
     if errs.is_empty() {
-        object_meta(
+        meta::metadata(
             &new.metadata,
             old.map(|o| &o.metadata),
             true,
@@ -578,7 +563,7 @@ fn immutable_data_rules(
 /// ConfigMap create and update.
 pub fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> Errors {
     let mut errs = Errors::new();
-    object_meta(
+    meta::metadata(
         &new.metadata,
         old.map(|o| &o.metadata),
         true,
@@ -621,7 +606,7 @@ pub fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> Errors {
 /// Secret create and update, including the keys each built-in type requires.
 pub fn secret(new: &Secret, old: Option<&Secret>) -> Errors {
     let mut errs = Errors::new();
-    object_meta(
+    meta::metadata(
         &new.metadata,
         old.map(|o| &o.metadata),
         true,

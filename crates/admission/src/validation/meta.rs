@@ -215,6 +215,22 @@ pub fn object_meta(
 
 /// `ValidateObjectMetaUpdate`: identity fields are immutable; labels, annotations, owner
 /// references and finalizers are checked again.
+/// Metadata of a create (`old == None`) or an update, at `metadata`.
+pub fn metadata(
+    new: &ObjectMeta,
+    old: Option<&ObjectMeta>,
+    namespaced: bool,
+    rule: NameRule,
+    errs: &mut Errors,
+) {
+    let path = Path::new("metadata");
+    match old {
+        None => object_meta(new, namespaced, rule, &path, errs),
+        Some(o) => object_meta_update(new, o, &path, errs),
+    }
+}
+
+/// Metadata of an update: identity fields are immutable.
 pub fn object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Path, errs: &mut Errors) {
     let s = |v: &Option<String>| v.clone().unwrap_or_default();
     immutable(

@@ -832,17 +832,13 @@ fn munged(spec: &PodSpec, binding: bool) -> PodSpec {
 /// Pod create and update.
 pub fn pod(new: &Pod, old: Option<&Pod>) -> Errors {
     let mut errs = Errors::new();
-    let meta_path = Path::new("metadata");
-    match old {
-        None => meta::object_meta(
-            &new.metadata,
-            true,
-            NameRule::Subdomain,
-            &meta_path,
-            &mut errs,
-        ),
-        Some(o) => meta::object_meta_update(&new.metadata, &o.metadata, &meta_path, &mut errs),
-    }
+    meta::metadata(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        true,
+        NameRule::Subdomain,
+        &mut errs,
+    );
     let spec = new.spec.clone().unwrap_or_default();
     let spec_path = Path::new("spec");
     pod_spec(&spec, &spec_path, true, &mut errs);
