@@ -362,6 +362,22 @@ fn other_kinds_messages() {
             "v1",
             "Service",
             "web",
+            json!({"spec": {"type": "NodePort", "allocateLoadBalancerNodePorts": true, "ports": [{"port": 80}]}}),
+            vec![
+                "spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'",
+            ],
+        ),
+        (
+            "v1",
+            "Service",
+            "web",
+            json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}]}}),
+            vec![],
+        ),
+        (
+            "v1",
+            "Service",
+            "web",
             json!({"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 81}]}}),
             vec!["spec.ports[1].name: Required value"],
         ),
@@ -627,7 +643,9 @@ fn update_rules_for_other_kinds() {
     );
     assert_eq!(
         errors(svc, new, Some(old)),
-        vec!["spec.clusterIPs[0]: Invalid value: \"127.0.10.2\": may not change once set"]
+        vec![
+            "spec.clusterIPs[0]: Invalid value: []string{\"127.0.10.2\"}: may not change once set"
+        ]
     );
 
     let ns = info("v1", "Namespace");

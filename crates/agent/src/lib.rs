@@ -36,11 +36,39 @@ pub fn scheduled_by_us(pod: &Value) -> bool {
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Pod addresses: 127.128.0.0/9, skipping .0 and .255 (see docs/architecture.md, "Addresses").
-#[derive(Default)]
+/// Allocation starts at a random point of 127.128.0.0/16, so that two servers on one host
+/// (e.g. tests side by side) rarely hand out the same address: their service proxies could
+/// not both listen on it.
 pub(crate) struct IpPool {
     by_uid: HashMap<String, String>,
     used: HashSet<String>,
     next: u32,
+}
+
+impl Default for IpPool {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        IpPool {
+            by_uid: HashMap::new(),
+            used: HashSet::new(),
+            // Below 127.128.240.0: thousands of pods stay within 127.128.0.0/16.
+            next: u32::try_from(random % (65_536 - 4_096)).expect("fits"),
+        }
+    }
+}
+
+/// A start offset for pod IP allocation, from the clock and the process id (no need for
+/// a cryptographic source: it only spreads instances apart).
+fn random_start() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(0);
+    let mixed = (nanos ^ std::process::id().rotate_left(16)).wrapping_mul(0x9E37_79B1);
+    mixed % ((1 << 23) - 2)
 }
 
 impl IpPool {
@@ -55,6 +83,11 @@ impl IpPool {
         let ip = match existing.filter(|ip| !ip.is_empty()) {
             Some(ip) => ip.to_string(),
             None => loop {
+                if self.next == 0 {
+                    // Start somewhere random in the range, so two Slipway instances on one
+                    // host (two data dirs) rarely hand out the same pod IPs.
+                    self.next = random_start();
+                }
                 self.next = (self.next % ((1 << 23) - 2)) + 1;
                 let candidate = Self::address(self.next);
                 if self.next & 0xff != 0

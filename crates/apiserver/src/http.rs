@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use slipway_core::{ApiError, ResourceInfo, Subresource};
 use slipway_pki::Credentials;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use crate::metrics::Metrics;
 
 /// The largest request body accepted (as the Kubernetes API server: 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -27,45 +28,10 @@ pub struct AppState {
     pub credentials: Credentials,
     /// The server's address as clients reach it (for legacy discovery).
     pub server_address: String,
-    /// Request counters, exposed on `/metrics`.
+    /// Request counters and extra metrics sources, exposed on `/metrics`.
     pub metrics: Metrics,
     /// Pod processes (logs, exec), when the node agent runs in this process.
     pub pod_io: Option<Arc<dyn crate::podio::PodIo>>,
-}
-
-/// Counters of the API server, exposed in Prometheus text format.
-#[derive(Default)]
-pub struct Metrics {
-    requests: parking_lot::Mutex<std::collections::BTreeMap<(String, String, u16), u64>>,
-    /// Watches currently open.
-    pub open_watches: AtomicU64,
-}
-
-impl Metrics {
-    fn record(&self, verb: &str, resource: &str, code: u16) {
-        *self
-            .requests
-            .lock()
-            .entry((verb.to_string(), resource.to_string(), code))
-            .or_insert(0) += 1;
-    }
-
-    /// Prometheus text exposition of the counters.
-    pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP apiserver_request_total Requests served, by verb, resource and HTTP code.\n# TYPE apiserver_request_total counter\n",
-        );
-        for ((verb, resource, code), n) in self.requests.lock().iter() {
-            out.push_str(&format!(
-                "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {n}\n"
-            ));
-        }
-        out.push_str(&format!(
-            "# HELP apiserver_watches_open Watch streams currently open.\n# TYPE apiserver_watches_open gauge\napiserver_watches_open {}\n",
-            self.open_watches.load(Ordering::Relaxed)
-        ));
-        out
-    }
 }
 
 /// The router: every request goes through [`dispatch`].
@@ -151,8 +117,8 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         )),
         "/metrics" => Ok(bytes_response(
             200,
-            "text/plain; version=0.0.4",
-            Bytes::from(state.metrics.render()),
+            crate::metrics::CONTENT_TYPE,
+            Bytes::from(state.metrics.render_all().await),
         )),
         "/openapi/v2" => Err(ApiError::path_not_found()),
         "/openapi/v3" => Ok(json_response(
@@ -176,12 +142,17 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
                 .map(|v| json_response(200, "application/json", &v))
                 .ok_or_else(ApiError::path_not_found),
             Ok(Target::Resource(t)) => {
+                let started = std::time::Instant::now();
                 let verb = verb_name(&parts.method, &t, &query);
                 let resource = t.info.plural;
                 let resp =
                     resource_request(&state, parts.method, &parts.headers, t, query, body).await;
                 let resp = resp.unwrap_or_else(|e| error_response(&e));
                 state.metrics.record(verb, resource, resp.status().as_u16());
+                // Long-running requests are not latencies (as on Kubernetes).
+                if !matches!(verb, "WATCH" | "CONNECT") {
+                    state.metrics.observe_duration(verb, started.elapsed());
+                }
                 return resp;
             }
         },
@@ -191,6 +162,12 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
 }
 
 fn verb_name(method: &Method, t: &ResourceTarget, q: &Query) -> &'static str {
+    if matches!(
+        t.subresource,
+        Some(Subresource::Exec | Subresource::Attach | Subresource::PortForward)
+    ) {
+        return "CONNECT";
+    }
     match (method.as_str(), t.name.is_some()) {
         ("GET", false) if q.watch => "WATCH",
         ("GET", false) => "LIST",

@@ -120,6 +120,10 @@ impl DeleteOptions {
 pub struct Rest {
     store: Store,
     clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Held from choosing a Service's ClusterIP and NodePorts until the write is stored, so
+    /// that concurrent Service writes never pick the same free value (the values in use are
+    /// read from the stored Services).
+    service_writes: Arc<parking_lot::Mutex<()>>,
 }
 
 /// The storage key of an object.
@@ -222,7 +226,21 @@ impl Rest {
 
     /// A REST layer with an injected clock.
     pub fn with_clock(store: Store, clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>) -> Rest {
-        Rest { store, clock }
+        Rest {
+            store,
+            clock,
+            service_writes: Arc::new(parking_lot::Mutex::new(())),
+        }
+    }
+
+    /// The Service allocation lock, for writes of Services (their main resource).
+    fn service_write_lock(
+        &self,
+        info: &ResourceInfo,
+        sub: Option<Subresource>,
+    ) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        (info.kind == "Service" && info.group.is_empty() && sub.is_none())
+            .then(|| self.service_writes.lock())
     }
 
     /// The store.
@@ -396,6 +414,8 @@ impl Rest {
                 m.remove("generation");
             }
         }
+        // Held until the object is stored: allocation reads the values in use from the store.
+        let _allocating = self.service_write_lock(info, None);
         self.prepare_for_create(info, &mut obj)?;
         if let Some(ns) = &namespace {
             self.check_namespace(ns, true)?;
@@ -450,70 +470,20 @@ impl Rest {
             }
             "Service" => {
                 root.insert("status".into(), json!({"loadBalancer": {}}));
-                self.allocate_cluster_ip(root)?;
+                self.allocate_service(obj, None)?;
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// Gives a Service of type ClusterIP, NodePort or LoadBalancer a virtual IP from
-    /// 127.96.0.0/11 (see docs/architecture.md, "Addresses"), unless it is headless or already has one.
-    fn allocate_cluster_ip(&self, svc: &mut Map<String, Value>) -> Result<(), ApiError> {
-        let svc_name = svc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let spec = svc.entry("spec").or_insert_with(|| json!({}));
-        let Some(spec) = spec.as_object_mut() else {
-            return Ok(());
-        };
-        if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
-            return Ok(());
-        }
-        let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("");
-        if requested == "None" {
-            spec.insert("clusterIPs".into(), json!(["None"]));
-            return Ok(());
-        }
-        let info = resources::lookup("", "v1", "services").expect("services are served");
-        let (services, _) = self.store.list(&info.storage_prefix(), None);
-        let used: std::collections::HashSet<String> = services
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
-        let ip = if !requested.is_empty() {
-            if used.contains(requested) {
-                return Err(ApiError::invalid(
-                    info,
-                    &svc_name,
-                    &[FieldError::invalid(
-                        "spec.clusterIPs",
-                        slipway_core::field::quoted(requested),
-                        "failed to allocate IP: provided IP is already allocated",
-                    )],
-                ));
-            }
-            requested.to_string()
-        } else {
-            cluster_ip_candidates()
-                .find(|ip| !used.contains(ip))
-                .ok_or_else(|| {
-                    ApiError::internal("the service IP range 127.96.0.0/11 is exhausted")
-                })?
-        };
-        spec.insert("clusterIP".into(), json!(ip));
-        spec.insert("clusterIPs".into(), json!([ip]));
-        spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy")
-            .or_insert_with(|| json!("SingleStack"));
-        Ok(())
+    /// Gives a Service what the registry allocates: a virtual IP from 127.96.0.0/11 (see
+    /// docs/architecture.md, "Addresses") unless it is headless or ExternalName, and NodePorts
+    /// from 30000-32767 (see [`crate::services`]). The caller holds the Service write lock.
+    fn allocate_service(&self, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let except = old.map(|o| (meta::namespace(o), meta::name(o)));
+        let used = crate::services::in_use(&self.store, except);
+        crate::services::allocate(obj, old, &used, cluster_ip_candidates())
     }
 
     /// PUT of an object or of its `status` subresource.
@@ -838,6 +808,12 @@ impl Rest {
         applied: bool,
     ) -> Result<Arc<Value>, Retry> {
         let info = t.info;
+        // Held until the update is stored (Services only).
+        let allocating = self.service_write_lock(info, t.subresource);
+        if allocating.is_some() {
+            crate::services::prepare_update(&mut new, current);
+            self.allocate_service(&mut new, Some(current))?;
+        }
         slipway_admission::validate(info, &new, Some(current))?;
         if same_content(&new, current) && !applied {
             return Ok(current.clone());
@@ -1339,8 +1315,14 @@ fn pod_qos_class(spec: Option<&Value>) -> &'static str {
 
 /// Service virtual IPs: 127.96.0.1 upwards (127.96.0.0/11), skipping network and broadcast-like
 /// addresses.
+/// Every address of 127.96.0.0/11 (but `.0` and `.255` ones), from a random one on, as
+/// Kubernetes allocates at random: two Slipway instances on one host (two data dirs) then
+/// rarely pick the same address for their Services.
 fn cluster_ip_candidates() -> impl Iterator<Item = String> {
-    (1u32..(1 << 21) - 1)
+    const SIZE: u32 = 1 << 21;
+    let start = rand::random_range(1..SIZE - 1);
+    (start..SIZE - 1)
+        .chain(1..start)
         .filter(|n| n & 0xff != 0 && n & 0xff != 0xff)
         .map(|n| {
             let ip = (127u32 << 24) | (96u32 << 16) | n;

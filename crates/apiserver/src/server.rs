@@ -2,6 +2,7 @@
 
 use crate::housekeeping;
 use crate::http::{AppState, Metrics, router};
+use crate::metrics::MetricsRegistry;
 use crate::rest::Rest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -55,6 +56,9 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     /// The REST layer (for in-process clients such as controllers).
     pub rest: Rest,
+    /// Extra sources for `/metrics`: what is registered here is served after the API
+    /// server's own metrics (`running.metrics.register_fn("proxy", || async { ... })`).
+    pub metrics: MetricsRegistry,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -106,11 +110,12 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         &slipway_pki::kubeconfig(&server_url, &credentials),
     )?;
 
+    let metrics = MetricsRegistry::default();
     let state = Arc::new(AppState {
         rest: rest.clone(),
         credentials,
         server_address: addr.to_string(),
-        metrics: Metrics::default(),
+        metrics: Metrics::with_sources(metrics.clone()),
         pod_io: config.pod_io.clone(),
     });
     let app = crate::exec::capture_upgrades(router(state));
@@ -156,5 +161,6 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         addr,
         kubeconfig,
         rest,
+        metrics,
     })
 }

@@ -10,6 +10,7 @@ mod pods;
 mod report;
 mod runtime;
 mod server;
+mod services;
 mod watch;
 
 use anyhow::{Context as _, Result};
@@ -35,6 +36,10 @@ enum Cmd {
     /// The process runtime: pod start to Ready, the seed's rolling update, the CPU cost of
     /// exec probes, and memory per pod (server and shim).
     Runtime(Args),
+    /// Services and the service proxy: failed requests under load during rollouts,
+    /// selector switches, a canary and a control-plane crash, and the proxy's overhead
+    /// against HAProxy.
+    Services(services::ServicesArgs),
 }
 
 /// Options every benchmark takes.
@@ -90,6 +95,17 @@ fn main() -> Result<()> {
                 runtime::Plan::full()
             };
             (args, plan.trials, runtime.block_on(runtime::run(bin, plan)))
+        }
+        Cmd::Services(services_args) => {
+            let args = services_args.common;
+            let bin = args.slipway.clone().map_or_else(default_slipway, Ok)?;
+            let mut plan = if args.quick {
+                services::Plan::quick()
+            } else {
+                services::Plan::full()
+            };
+            plan.only = services_args.only;
+            (args, plan.rounds, runtime.block_on(services::run(bin, plan)))
         }
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

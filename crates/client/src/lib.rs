@@ -9,9 +9,11 @@
 
 mod informer;
 mod queue;
+mod remote;
 
 pub use informer::{Informer, InformerEvent};
 pub use queue::WorkQueue;
+pub use remote::{RemoteClient, RemoteError};
 
 use serde_json::Value;
 use slipway_core::{ApiError, ResourceInfo};

@@ -14,11 +14,13 @@
 pub mod annotations;
 pub mod conditions;
 pub mod deployment;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod fenceposts;
 pub mod gc;
 pub mod hash;
+pub mod metrics;
 pub mod ownership;
 pub mod pods;
 pub mod reconcile;

@@ -1,10 +1,13 @@
 //! Running the controllers: shared informers (one cache per resource, shared by every
-//! controller), the event recorder, and [`start`], which wires the garbage collector and the
-//! Deployment and ReplicaSet controllers to the informers and spawns their workers.
+//! controller), the event recorder, and [`start`], which wires the garbage collector, the
+//! Deployment and ReplicaSet controllers and the Endpoints/EndpointSlice controller to the
+//! informers and spawns their workers. Every sync run through [`work`] is counted in
+//! [`crate::metrics`].
 
 use crate::Requeue;
 use crate::gc::GarbageCollector;
 use crate::reconcile::deployment::DeploymentController;
+use crate::reconcile::endpoints::{EndpointsController, default_random};
 use crate::reconcile::replicaset::ReplicaSetController;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
@@ -33,8 +36,12 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Requeue>, ApiError>>,
 {
+    let metrics = crate::metrics::controller(controller);
     while let Some(key) = queue.next().await {
-        match sync(key.clone()).await {
+        metrics.set_queue_depth(queue.len());
+        let result = sync(key.clone()).await;
+        metrics.record_sync(result.is_ok());
+        match result {
             Ok(Some(Requeue::Now)) => queue.add_after(key.clone(), Duration::from_millis(1)),
             Ok(Some(Requeue::After(d))) => queue.add_after(key.clone(), d),
             Ok(None) => {}
@@ -205,11 +212,18 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
     let gc = GarbageCollector::new(client.clone(), informers.clone());
     let deployments = DeploymentController::new(client.clone(), informers.clone(), clock.clone());
     let replicasets = ReplicaSetController::new(client.clone(), informers.clone(), clock.clone());
+    let endpoints = EndpointsController::new(
+        client.clone(),
+        informers.clone(),
+        clock.clone(),
+        default_random(),
+    );
     for (group, plural) in GC_RESOURCES {
         let Some(info) = resources::lookup(group, "v1", plural) else {
             continue;
         };
         let (gc, dc, rc) = (gc.clone(), deployments.clone(), replicasets.clone());
+        let ec = endpoints.clone();
         let indexes = informers.clone();
         let informer = Informer::start(client.clone(), info, move |ev| {
             indexes.index(info, ev);
@@ -223,7 +237,11 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
                 "Pod" => {
                     dc.on_pod(ev);
                     rc.on_pod(ev);
+                    ec.on_pod(ev);
                 }
+                "Service" => ec.on_service(ev),
+                "Endpoints" => ec.on_endpoints(ev),
+                "EndpointSlice" => ec.on_slice(ev),
                 _ => {}
             }
         })
@@ -234,6 +252,7 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
     for _ in 0..WORKERS {
         tokio::spawn(deployments.clone().run());
         tokio::spawn(replicasets.clone().run());
+        tokio::spawn(endpoints.clone().run());
     }
     informers
 }

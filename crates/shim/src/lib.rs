@@ -39,6 +39,7 @@ pub use control::{
     ShimStatus, exec_in, launch, read_exit, read_isolation, read_state, shim_main, status, stop,
 };
 pub use daemon::run_shim;
+pub use sys::{is_same_live_process, process_start_time};
 pub use logs::{CriLogWriter, LogStream, rfc3339_nano};
 pub use nsexec::{NSEXEC_SUBCOMMAND, exec_helper, nsexec_main, set_exec_helper};
 

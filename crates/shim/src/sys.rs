@@ -169,7 +169,7 @@ pub(crate) fn loopback_up() -> io::Result<()> {
 
 /// Start time of a process (field 22 of `/proc/<pid>/stat`), or None if it does not exist.
 /// Used with the PID to recognise a process despite PID reuse.
-pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
+pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces.
     let after = &stat[stat.rfind(')')? + 2..];
@@ -192,7 +192,7 @@ pub(crate) fn process_parent(pid: i32) -> Option<i32> {
 }
 
 /// True when `pid` is a live (not zombie) process started at `start_time`.
-pub(crate) fn is_same_live_process(pid: i32, start_time: u64) -> bool {
+pub fn is_same_live_process(pid: i32, start_time: u64) -> bool {
     pid > 0
         && process_start_time(pid) == Some(start_time)
         && !matches!(process_state(pid), Some('Z') | Some('X') | None)

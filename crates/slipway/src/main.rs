@@ -25,6 +25,13 @@ enum Command {
         #[arg(long, default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// The service proxy (started and adopted by `slipway serve`; see docs/services.md).
+    #[command(hide = true)]
+    Proxy {
+        /// The data dir of the `slipway serve` it follows.
+        #[arg(long, default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
     /// Runs a built-in sample image (what the built-in images of the catalog execute).
     #[command(hide = true)]
     Sample {
@@ -116,6 +123,15 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Proxy { data_dir } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime
+                .block_on(slipway_proxy::process::run(data_dir))
+                .context("running the service proxy")
+        }
         Command::Shim { .. } | Command::Sample { .. } | Command::Nsexec { .. } => {
             unreachable!("handled above")
         }
@@ -183,6 +199,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     // SLIPWAY_POD_ISOLATION=off runs plain processes even as root.
                     isolation: std::env::var("SLIPWAY_POD_ISOLATION").as_deref() != Ok("off"),
                 };
+                // The data plane: Service ports and pod IPs. A proxy that outlived a crash
+                // of the previous serve is adopted as it is.
+                let exe = std::env::current_exe()
+                    .context("finding the slipway executable (it runs the service proxy)")?;
+                slipway_proxy::process::start_or_adopt(&exe, &args.data_dir)
+                    .await
+                    .context("starting the service proxy")?;
                 Some(
                     slipway_agent::start_process(
                         kubelet,
@@ -205,6 +228,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 _ = agent.shutdown() => tracing::info!("every pod has stopped"),
                 _ = shutdown_signal() => tracing::warn!("second signal: exiting without waiting for the pods"),
             }
+            // The proxy goes last, once no pod is left to carry traffic to.
+            slipway_proxy::process::stop(&args.data_dir, Duration::from_secs(5)).await;
         }
         anyhow::Ok(())
     });

@@ -280,6 +280,12 @@ pub fn service(new: &Service, old: Option<&Service>) -> Errors {
             &["Cluster", "Local"],
         ));
     }
+    if service_type != "LoadBalancer" && spec.allocate_load_balancer_node_ports.is_some() {
+        errs.push(FieldError::forbidden(
+            path.child("allocateLoadBalancerNodePorts"),
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
     match (&spec.internal_traffic_policy, service_type.as_str()) {
         (None, "ClusterIP" | "NodePort" | "LoadBalancer") => errs.push(FieldError::required(
             path.child("internalTrafficPolicy"),
@@ -303,9 +309,14 @@ pub fn service(new: &Service, old: Option<&Service>) -> Errors {
             && !cluster_ip.is_empty()
             && old_ip != cluster_ip
         {
+            // Kubernetes compares the plural field and prints it as Go does.
+            let ips = match &spec.cluster_ips {
+                Some(ips) if !ips.is_empty() => ips.clone(),
+                _ => vec![cluster_ip.clone()],
+            };
             errs.push(FieldError::invalid(
                 path.child("clusterIPs").index(0),
-                quote(&cluster_ip),
+                gofmt::string_slice(Some(&ips)),
                 "may not change once set",
             ));
         }

@@ -260,14 +260,7 @@ impl<C: Client> Run<C> {
             return None;
         }
         match NetnsDialer::start(state.container_pid) {
-            Ok(d) => {
-                self.p
-                    .shared
-                    .dialers
-                    .lock()
-                    .insert(self.c.name.clone(), d.clone());
-                Some(d)
-            }
+            Ok(d) => Some(d),
             Err(e) => {
                 tracing::warn!(pod = self.p.name, container = self.c.name, error = %e, "cannot enter the container's network namespace");
                 None
@@ -310,7 +303,6 @@ impl<C: Client> Run<C> {
                     started,
                     killed_by_probe,
                 } => {
-                    self.p.shared.dialers.lock().remove(&self.c.name);
                     let cid = container_id(&self.p.uid, &self.c.name, run);
                     let term = terminated(&record, &cid);
                     let exit = ContainerExit {
@@ -464,10 +456,27 @@ impl<C: Client> Run<C> {
         out
     }
 
-    /// Builds the shim configuration; errors are `CreateContainerConfigError` messages.
-    async fn shim_config(&self, entry: &ImageEntry, dir: &Path) -> Result<ShimConfig, String> {
+    /// Builds the shim configuration and, for an isolated container, its hosts file; errors
+    /// are `CreateContainerConfigError` messages. The Services of the cluster are listed
+    /// once per start: the environment and the hosts file are a snapshot of that moment.
+    async fn shim_config(
+        &self,
+        entry: &ImageEntry,
+        dir: &Path,
+    ) -> Result<(ShimConfig, Option<String>), String> {
         let pod = self.p.latest();
-        let env = super::env::container_env(&self.ctx.client, &pod, &self.p.ip, &self.c).await?;
+        let info =
+            slipway_core::resources::lookup("", "v1", "services").expect("services are served");
+        let (services, _) = self
+            .ctx
+            .client
+            .list(info, None)
+            .await
+            .map_err(|e| format!("listing services: {}", e.message))?;
+        let service_env = super::env::service_env(&pod, &services);
+        let env =
+            super::env::container_env(&self.ctx.client, &pod, &self.p.ip, &self.c, &service_env)
+                .await?;
         let command = self.c.command.clone().unwrap_or_default();
         let args = self.c.args.clone().unwrap_or_default();
         let argv = slipway_images::effective_argv(entry, &command, &args, &env);
@@ -509,7 +518,33 @@ impl<C: Client> Run<C> {
         cfg.working_dir = working_dir;
         cfg.isolation = isolation;
         cfg.resources = self.limits();
-        Ok(cfg)
+        let hosts = self.ctx.not_isolated.is_none().then(|| {
+            super::network::hosts_file(&pod, &self.p.ip, cfg.effective_hostname(), &services)
+        });
+        Ok((cfg, hosts))
+    }
+
+    /// Puts the hosts file into the container's own root, when the run has one (a private
+    /// overlay in its own mount namespace; never the host's `/etc/hosts`).
+    fn install_hosts(&self, dir: &Path, state: &slipway_shim::ShimState, hosts: &str) {
+        let private_root = slipway_shim::read_isolation(dir)
+            .is_some_and(|r| r.overlay_root && r.mount_namespace)
+            && state.namespaces.iter().any(|n| n == "mnt");
+        if !private_root {
+            tracing::debug!(
+                pod = self.p.name,
+                container = self.c.name,
+                "the container has no private root; it keeps the host's /etc/hosts"
+            );
+            return;
+        }
+        if let Err(e) = super::network::write_container_hosts(
+            state.container_pid,
+            state.container_start_time,
+            hosts,
+        ) {
+            tracing::warn!(pod = self.p.name, container = self.c.name, error = %e, "cannot write the container's /etc/hosts");
+        }
     }
 
     async fn launch(&mut self, n: u32) -> Option<Step> {
@@ -523,7 +558,7 @@ impl<C: Client> Run<C> {
             ),
         ))
         .await;
-        let cfg = match self.shim_config(&entry, &dir).await {
+        let (cfg, hosts) = match self.shim_config(&entry, &dir).await {
             Ok(c) => c,
             Err(message) => {
                 self.update(|ci| {
@@ -611,6 +646,9 @@ impl<C: Client> Run<C> {
                 ),
             ))
             .await;
+        }
+        if let Some(hosts) = &hosts {
+            self.install_hosts(&dir, &state, hosts);
         }
         let dialer = self.start_dialer(&state);
         if let Some(post) = self.c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {

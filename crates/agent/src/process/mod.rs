@@ -9,22 +9,29 @@
 //! * A pod worker ([`pod`]) allocates the pod IP, runs init containers one after the other,
 //!   then the containers, each in a loop of image resolution, launch, postStart, probes,
 //!   exit and restart with back-off ([`container`]); it writes the pod status when it
-//!   changes, forwards `<pod IP>:<containerPort>` into the container's network namespace,
-//!   and on deletion runs preStop hooks, stops the shims within the grace period, confirms
-//!   the deletion and removes the pod's files.
+//!   changes, records the pod's network for the service proxy ([`network`]: `network.json`;
+//!   the proxy forwards `<pod IP>:<port>` into the container's network namespace), gives
+//!   each isolated container a hosts file with the Services, and on deletion asks the proxy
+//!   to drain the pod ([`drain`]), runs preStop hooks, stops the shims within the grace
+//!   period, confirms the deletion and removes the pod's files.
 //! * [`PodFiles`] gives the API server the log files and exec of container runs.
 //!
 //! docs/runtime.md describes the design and its crash-safety guarantee.
 
 mod container;
+pub mod drain;
 pub mod env;
 pub mod events;
 pub mod layout;
-pub mod netns;
+pub use slipway_netns as netns;
+pub mod network;
 mod pod;
 pub mod status;
 pub mod target;
+#[cfg(test)]
+pub(crate) mod testing;
 
+pub use drain::{DrainReport, ProxyDrain, TrafficDrain};
 pub use layout::{Layout, PodFiles};
 
 use crate::{IpPool, NODE_NAME};
@@ -77,6 +84,8 @@ pub(crate) struct Ctx<C> {
     pub not_isolated: Option<String>,
     pub ips: Mutex<IpPool>,
     pub clock: crate::Clock,
+    /// Takes a deleted pod out of the service proxy's rotation before it is stopped.
+    pub drain: Arc<dyn TrafficDrain>,
 }
 
 impl<C: Client> Ctx<C> {
@@ -124,11 +133,23 @@ impl ProcessAgent {
 }
 
 /// Starts the process runtime. Returns once pods are being watched; the work goes on in
-/// tasks until [`ProcessAgent::shutdown`].
+/// tasks until [`ProcessAgent::shutdown`]. Deleted pods are drained at the service proxy of
+/// the data dir ([`ProxyDrain`]) before they are stopped.
 pub async fn start_process<C: Client>(
     client: C,
     config: ProcessConfig,
     clock: crate::Clock,
+) -> ProcessAgent {
+    let drain = Arc::new(ProxyDrain::for_data_dir(&config.data_dir));
+    start_process_with_drain(client, config, clock, drain).await
+}
+
+/// [`start_process`] with another way to drain deleted pods before they are stopped.
+pub async fn start_process_with_drain<C: Client>(
+    client: C,
+    config: ProcessConfig,
+    clock: crate::Clock,
+    drain: Arc<dyn TrafficDrain>,
 ) -> ProcessAgent {
     let not_isolated = isolation_unavailable(config.isolation);
     if let Some(why) = &not_isolated {
@@ -141,6 +162,7 @@ pub async fn start_process<C: Client>(
         not_isolated,
         ips: Mutex::new(IpPool::default()),
         clock,
+        drain,
     });
     let info = resources::lookup("", "v1", "pods").expect("pods are served");
     let queue = WorkQueue::new();

@@ -1,9 +1,11 @@
-//! One pod: its worker (start, watch for deletion, stop), status writer, pod-IP forwarders,
-//! termination and clean-up.
+//! One pod: its worker (start, watch for deletion, stop), status writer, network record
+//! for the service proxy (`network.json`), termination (drain at the proxy, preStop,
+//! SIGTERM, SIGKILL) and clean-up.
 
 use super::container::{self, Kind};
 use super::events::PodEvent;
 use super::netns::NetnsDialer;
+use super::network::{PodNetwork, ServedPort};
 use super::status::{ContainerInfo, PodInfo, State, build_status, ts};
 use super::target::{RunTarget, run_hook};
 use super::{Control, Ctx};
@@ -14,8 +16,6 @@ use slipway_client::{Client, DeleteParams};
 use slipway_core::{meta, resources};
 use slipway_probes::RestartPolicy;
 use slipway_shim::ShimStatus;
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +26,6 @@ use tokio::time::Instant;
 pub(crate) struct Shared {
     pub info: Mutex<PodInfo>,
     pub changed: Notify,
-    /// Dialers into the network namespace of each container's current run.
-    pub dialers: Mutex<HashMap<String, NetnsDialer>>,
 }
 
 impl Shared {
@@ -139,7 +137,6 @@ pub(crate) async fn pod_worker<C: Client>(
         shared: Shared {
             info: Mutex::new(info),
             changed: Notify::new(),
-            dialers: Mutex::new(HashMap::new()),
         },
         pod_rx: pod_rx.clone(),
     });
@@ -162,9 +159,7 @@ pub(crate) async fn pod_worker<C: Client>(
                 .await;
         }
         background.push(tokio::spawn(status_writer(ctx.clone(), p.clone())));
-        if ctx.not_isolated.is_none() {
-            background.extend(forwarders(&ctx, &p));
-        }
+        write_network(&ctx, &p);
         let (ctx2, p2) = (ctx.clone(), p.clone());
         run_task = Some(tokio::spawn(
             async move { run_pod(&ctx2, &p2, cancel_rx).await },
@@ -210,7 +205,9 @@ pub(crate) async fn pod_worker<C: Client>(
         End::Shutdown => p.grace(),
         End::Vanished => Duration::from_secs(2),
     };
-    terminate(&ctx, &p, grace, end != End::Vanished).await;
+    // Only a deletion drains: after a stop of `slipway serve` the pod comes back with the
+    // same uid, and a vanished pod (force-deleted) is to go at once.
+    terminate(&ctx, &p, grace, end != End::Vanished, end == End::Deleted).await;
     for b in background {
         b.abort();
     }
@@ -290,11 +287,19 @@ async fn run_pod<C: Client>(ctx: &Arc<Ctx<C>>, p: &Arc<PodCtx>, cancel: watch::R
     }
 }
 
-/// Stops every container run of the pod that is still running, as the files say: preStop
-/// hook (when `hooks`), then SIGTERM and SIGKILL at the end of `grace`.
-async fn terminate<C: Client>(ctx: &Arc<Ctx<C>>, p: &Arc<PodCtx>, grace: Duration, hooks: bool) {
-    let deadline = Instant::now() + grace;
-    let mut stops = Vec::new();
+/// Stops every container run of the pod that is still running, as the files say: when
+/// `drain`, the service proxy first takes the pod out of rotation (waiting at most half the
+/// grace period, see [`super::drain`]); then the preStop hook (when `hooks`), then SIGTERM
+/// and SIGKILL at the end of `grace` (which the drain counts against, leaving at least 2 s).
+pub(crate) async fn terminate<C: Client>(
+    ctx: &Arc<Ctx<C>>,
+    p: &Arc<PodCtx>,
+    grace: Duration,
+    hooks: bool,
+    drain: bool,
+) {
+    let mut deadline = Instant::now() + grace;
+    let mut running = Vec::new();
     let containers = p
         .spec
         .init_containers
@@ -312,6 +317,28 @@ async fn terminate<C: Client>(ctx: &Arc<Ctx<C>>, p: &Arc<PodCtx>, grace: Duratio
         let ShimStatus::Running(state) = slipway_shim::status(&dir) else {
             continue;
         };
+        running.push((c, field, dir, state));
+    }
+    if drain && !running.is_empty() {
+        let timeout = super::drain::drain_timeout(grace);
+        let began = Instant::now();
+        if let Some(r) = ctx.drain.drain(&p.uid, timeout).await {
+            tracing::info!(
+                pod = p.name,
+                namespace = p.namespace,
+                open_connections = r.open_connections,
+                in_flight_requests = r.in_flight_requests,
+                timed_out = r.timed_out,
+                took_ms = began.elapsed().as_millis() as u64,
+                "the service proxy drained the pod"
+            );
+        }
+        // As after a preStop hook: the drain leaves at least 2 s (or the grace period, if
+        // shorter) for what follows.
+        deadline = deadline.max(Instant::now() + Duration::from_secs(2).min(grace));
+    }
+    let mut stops = Vec::new();
+    for (c, field, dir, state) in running {
         let (ctx, p, c) = (ctx.clone(), p.clone(), c.clone());
         let field_path = format!("spec.{field}{{{}}}", c.name);
         stops.push(tokio::spawn(async move {
@@ -481,43 +508,216 @@ fn served_ports<C: Client>(ctx: &Ctx<C>, c: &k8s_openapi::api::core::v1::Contain
     vec![port]
 }
 
-/// Listens on `<pod IP>:<port>` for each port a container serves and forwards each
-/// connection into the network namespace of the container's current run.
-fn forwarders<C: Client>(ctx: &Ctx<C>, p: &Arc<PodCtx>) -> Vec<tokio::task::JoinHandle<()>> {
-    let Ok(ip) = p.ip.parse::<Ipv4Addr>() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
+/// Writes `<data_dir>/pods/<uid>/network.json` for the service proxy: the pod IP and the
+/// ports each container serves ([`served_ports`]).
+fn write_network<C: Client>(ctx: &Ctx<C>, p: &PodCtx) {
+    let mut ports = Vec::new();
     for c in &p.spec.containers {
-        for number in served_ports(ctx, c) {
-            if number == 0 {
-                continue;
+        for port in served_ports(ctx, c) {
+            let served = ServedPort {
+                port,
+                container: c.name.clone(),
+            };
+            if port != 0 && !ports.contains(&served) {
+                ports.push(served);
             }
-            let (p, name) = (p.clone(), c.name.clone());
-            out.push(tokio::spawn(async move {
-                let listener = match tokio::net::TcpListener::bind((ip, number)).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(pod = p.name, %ip, port = number, error = %e, "cannot listen on the pod IP");
-                        return;
-                    }
-                };
-                loop {
-                    let Ok((mut conn, _)) = listener.accept().await else {
-                        // Out of file descriptors and the like: do not spin.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    let dialer = p.shared.dialers.lock().get(&name).cloned();
-                    tokio::spawn(async move {
-                        let Some(d) = dialer else { return };
-                        if let Ok(mut upstream) = d.connect(number).await {
-                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
-                        }
-                    });
-                }
-            }));
         }
     }
-    out
+    let net = PodNetwork {
+        pod_ip: p.ip.clone(),
+        ports,
+    };
+    if let Err(e) = net.write(ctx.layout.data_dir(), &p.uid) {
+        tracing::warn!(pod = p.name, error = %e, "cannot write the pod's network.json");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::drain::{DrainFuture, DrainReport, TrafficDrain};
+    use crate::process::testing::FakeClient;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Records each call in a log shared with the preStop hook's server.
+    struct Recorder {
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl TrafficDrain for Recorder {
+        fn drain<'a>(&'a self, uid: &'a str, timeout: Duration) -> DrainFuture<'a> {
+            self.log
+                .lock()
+                .push(format!("drain {uid} {}s", timeout.as_secs()));
+            Box::pin(async {
+                Some(DrainReport {
+                    open_connections: 0,
+                    in_flight_requests: 0,
+                    timed_out: false,
+                })
+            })
+        }
+    }
+
+    fn start_time(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split_whitespace().nth(19).unwrap().parse().unwrap()
+    }
+
+    /// A stand-in for a running container run: a `sleep` process recorded as both shim and
+    /// container; when it ends (SIGTERM), `exit.json` is written as the shim would.
+    fn fake_run(dir: &std::path::Path) -> (u32, u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let st = start_time(pid);
+        let state = slipway_shim::ShimState {
+            shim_pid: pid as i32,
+            shim_start_time: st,
+            container_pid: pid as i32,
+            container_start_time: st,
+            pid_namespace: false,
+            process_group: None,
+            cgroup: None,
+            namespaces: Vec::new(),
+            working_dir: "/".into(),
+        };
+        std::fs::write(
+            dir.join(slipway_shim::files::STATE),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            let status = child.wait().unwrap();
+            let now = slipway_shim::rfc3339_nano(chrono::Utc::now());
+            let record = slipway_shim::ExitRecord {
+                exit_code: status.code().unwrap_or(143),
+                signal: None,
+                reason: "Error".into(),
+                message: None,
+                started_at: now.clone(),
+                finished_at: now,
+                oom_killed: false,
+            };
+            let tmp = dir.join(".exit.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&record).unwrap()).unwrap();
+            std::fs::rename(tmp, dir.join(slipway_shim::files::EXIT)).unwrap();
+        });
+        (pid, st)
+    }
+
+    fn pod_ctx(uid: &str, spec: Value) -> (Arc<PodCtx>, watch::Sender<Arc<Value>>) {
+        let pod = Arc::new(json!({
+            "metadata": {"namespace": "default", "name": "web", "uid": uid},
+            "spec": spec.clone(),
+        }));
+        let (tx, rx) = watch::channel(pod);
+        let spec: PodSpec = serde_json::from_value(spec).unwrap();
+        let p = PodCtx {
+            uid: uid.into(),
+            name: "web".into(),
+            namespace: "default".into(),
+            spec,
+            ip: "127.128.0.2".into(),
+            policy: RestartPolicy::default(),
+            shared: Shared {
+                info: Mutex::new(PodInfo {
+                    init: Vec::new(),
+                    containers: Vec::new(),
+                    pod_ip: "127.128.0.2".into(),
+                    start_time: String::new(),
+                    restart_policy: RestartPolicy::default(),
+                    not_isolated: None,
+                }),
+                changed: Notify::new(),
+            },
+            pod_rx: rx,
+        };
+        (Arc::new(p), tx)
+    }
+
+    #[tokio::test]
+    async fn a_deletion_drains_at_the_proxy_before_the_pre_stop_hook_and_sigterm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        // The preStop hook: an httpGet to this server, which records it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hook_log = log.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                hook_log.lock().push(format!("preStop {line}"));
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let ctx = Arc::new(Ctx {
+            client: FakeClient::default(),
+            layout: super::super::Layout::new(tmp.path()),
+            slipway_exe: "/nonexistent".into(),
+            not_isolated: Some("test".into()),
+            ips: Mutex::new(crate::IpPool::default()),
+            clock: Arc::new(chrono::Utc::now),
+            drain: Arc::new(Recorder { log: log.clone() }),
+        });
+        let spec = json!({
+            "terminationGracePeriodSeconds": 10,
+            "containers": [{
+                "name": "app",
+                "image": "x",
+                "lifecycle": {"preStop": {"httpGet": {"path": "/stop", "port": port}}}
+            }]
+        });
+        let (p, _tx) = pod_ctx("uid-1", spec.clone());
+        let (pid, st) = fake_run(&ctx.layout.run_dir("uid-1", "app", 0).unwrap());
+
+        terminate(&ctx, &p, Duration::from_secs(10), true, true).await;
+        let seen = log.lock().clone();
+        assert_eq!(
+            seen,
+            vec![
+                "drain uid-1 5s".to_string(),
+                "preStop GET /stop HTTP/1.1".to_string()
+            ]
+        );
+        let dir = ctx.layout.run_dir("uid-1", "app", 0).unwrap();
+        assert!(
+            matches!(slipway_shim::status(&dir), ShimStatus::Exited(_)),
+            "the container was stopped after the hook"
+        );
+        assert_ne!(start_time_of(pid), Some(st), "the process is gone");
+
+        // A stop of `slipway serve` (no drain) and a pod with nothing running do not drain.
+        log.lock().clear();
+        let (p2, _tx2) = pod_ctx("uid-2", spec);
+        fake_run(&ctx.layout.run_dir("uid-2", "app", 0).unwrap());
+        terminate(&ctx, &p2, Duration::from_secs(10), true, false).await;
+        terminate(&ctx, &p2, Duration::from_secs(10), true, true).await;
+        assert_eq!(
+            log.lock().clone(),
+            vec!["preStop GET /stop HTTP/1.1".to_string()]
+        );
+        server.abort();
+    }
+
+    fn start_time_of(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = &stat[stat.rfind(')')? + 2..];
+        after.split_whitespace().nth(19)?.parse().ok()
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -559,9 +561,18 @@ pub fn recorded_processes_of(data_dir: &Path, uid: Option<&str>) -> Vec<(i32, u6
     out
 }
 
-/// Every recorded shim and container process of a data dir.
+/// Every recorded shim and container process of a data dir, and its service proxy.
 pub fn recorded_processes(data_dir: &Path) -> Vec<(i32, u64)> {
-    recorded_processes_of(data_dir, None)
+    let mut out = recorded_processes_of(data_dir, None);
+    out.extend(recorded_proxy(data_dir));
+    out
+}
+
+/// The service proxy recorded in `<data_dir>/proxy/state.json`: (PID, start time).
+pub fn recorded_proxy(data_dir: &Path) -> Option<(i32, u64)> {
+    let text = std::fs::read_to_string(data_dir.join("proxy/state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((v["pid"].as_i64()? as i32, v["startTime"].as_u64()?))
 }
 
 /// A plain HTTP/1.1 GET over TCP (for pod IPs); returns status and body.

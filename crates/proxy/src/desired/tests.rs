@@ -1,0 +1,322 @@
+use super::*;
+use serde_json::json;
+
+fn svc(name: &str, spec: Value) -> Arc<Value> {
+    Arc::new(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("svc-{name}")},
+        "spec": spec,
+    }))
+}
+
+fn slice(service: &str, ports: Value, endpoints: Value) -> Arc<Value> {
+    Arc::new(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-abcde"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "ports": ports, "endpoints": endpoints,
+    }))
+}
+
+fn ep(ip: &str, uid: &str, ready: bool, terminating: bool) -> Value {
+    json!({"addresses": [ip], "conditions": {"ready": ready, "serving": ready || terminating, "terminating": terminating},
+           "targetRef": {"kind": "Pod", "namespace": "default", "name": uid, "uid": uid}})
+}
+
+fn pod(uid: &str, ip: &str, container_id: &str, isolated: bool) -> Arc<Value> {
+    let mut conditions = vec![json!({"type": "Ready", "status": "True"})];
+    if !isolated {
+        conditions.push(json!({"type": "slipway.dev/Isolated", "status": "False"}));
+    }
+    Arc::new(json!({
+        "metadata": {"name": format!("pod-{uid}"), "namespace": "default", "uid": uid},
+        "status": {"phase": "Running", "podIP": ip, "conditions": conditions,
+                   "containerStatuses": [{"name": "app", "containerID": container_id, "state": {"running": {}}}]},
+    }))
+}
+
+fn state(
+    services: &[Arc<Value>],
+    slices: &[Arc<Value>],
+    pods: &[Arc<Value>],
+    nets: &HashMap<String, PodNetwork>,
+) -> DesiredState {
+    desired_state(&Inputs {
+        services,
+        slices,
+        pods,
+        pod_networks: nets,
+    })
+}
+
+fn key(name: &str) -> ServiceKey {
+    ServiceKey {
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
+
+fn addr(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+#[test]
+fn cluster_ip_service_listens_on_its_ip_and_takes_slice_endpoints() {
+    let services = [svc(
+        "web",
+        json!({"type": "ClusterIP", "clusterIP": "127.96.0.10",
+        "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}),
+    )];
+    let slices = [slice(
+        "web",
+        json!([{"name": "", "port": 8080, "protocol": "TCP"}]),
+        json!([
+            ep("127.128.0.2", "a", true, false),
+            ep("127.128.0.3", "b", false, false),
+            ep("127.128.0.4", "c", false, true)
+        ]),
+    )];
+    let s = state(&services, &slices, &[], &HashMap::new());
+    let web = &s.services[&key("web")];
+    assert_eq!(web.ports.len(), 1);
+    let port = &web.ports[0];
+    assert_eq!(port.frontends, vec![Frontend::Host(addr("127.96.0.10:80"))]);
+    assert_eq!(port.app_protocol, AppProtocol::Sniff);
+    let summary: Vec<_> = port
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.ip.to_string(),
+                e.port,
+                e.ready,
+                e.serving,
+                e.terminating,
+                e.pod_uid.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "127.128.0.2".into(),
+                8080,
+                true,
+                true,
+                false,
+                Some("a".into())
+            ),
+            (
+                "127.128.0.3".into(),
+                8080,
+                false,
+                false,
+                false,
+                Some("b".into())
+            ),
+            (
+                "127.128.0.4".into(),
+                8080,
+                false,
+                true,
+                true,
+                Some("c".into())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn node_port_and_load_balancer_listen_on_localhost() {
+    let services = [
+        svc(
+            "np",
+            json!({"type": "NodePort", "clusterIP": "127.96.0.11",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+        ),
+        svc(
+            "lb",
+            json!({"type": "LoadBalancer", "clusterIP": "127.96.0.12",
+            "ports": [{"name": "web", "port": 8081, "nodePort": 30081}]}),
+        ),
+    ];
+    let s = state(&services, &[], &[], &HashMap::new());
+    assert_eq!(
+        s.services[&key("np")].ports[0].frontends,
+        vec![
+            Frontend::Host(addr("127.96.0.11:80")),
+            Frontend::Host(addr("127.0.0.1:30080"))
+        ]
+    );
+    assert_eq!(
+        s.services[&key("np")].ports[0].app_protocol,
+        AppProtocol::Http,
+        "a port named http is HTTP"
+    );
+    assert_eq!(
+        s.services[&key("lb")].ports[0].frontends,
+        vec![
+            Frontend::Host(addr("127.96.0.12:8081")),
+            Frontend::Host(addr("127.0.0.1:30081")),
+            Frontend::Host(addr("127.0.0.1:8081")),
+        ]
+    );
+}
+
+#[test]
+fn multiple_ports_match_slice_ports_by_name() {
+    let services = [svc(
+        "multi",
+        json!({"clusterIP": "127.96.0.13", "ports": [
+            {"name": "web", "port": 80, "appProtocol": "http"},
+            {"name": "metrics", "port": 9090, "appProtocol": "tcp"},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+        ]}),
+    )];
+    let slices = [slice(
+        "multi",
+        json!([{"name": "web", "port": 8080}, {"name": "metrics", "port": 9100}]),
+        json!([ep("127.128.0.2", "a", true, false)]),
+    )];
+    let s = state(&services, &slices, &[], &HashMap::new());
+    let ports = &s.services[&key("multi")].ports;
+    assert_eq!(ports.len(), 2, "UDP ports are not served");
+    assert_eq!(
+        (ports[0].app_protocol, ports[0].endpoints[0].port),
+        (AppProtocol::Http, 8080)
+    );
+    assert_eq!(
+        (ports[1].app_protocol, ports[1].endpoints[0].port),
+        (AppProtocol::Tcp, 9100)
+    );
+}
+
+#[test]
+fn headless_and_external_name_services_have_no_listeners() {
+    let services = [
+        svc(
+            "headless",
+            json!({"clusterIP": "None", "ports": [{"port": 80}]}),
+        ),
+        svc(
+            "ext",
+            json!({"type": "ExternalName", "externalName": "example.com"}),
+        ),
+    ];
+    let s = state(&services, &[], &[], &HashMap::new());
+    assert!(s.services[&key("headless")].ports[0].frontends.is_empty());
+    assert!(!s.services.contains_key(&key("ext")));
+}
+
+#[test]
+fn affinity_and_balancing_come_from_the_spec_and_annotation() {
+    let mut v = (*svc(
+        "a",
+        json!({"clusterIP": "127.96.0.14", "sessionAffinity": "ClientIP", "ports": [{"port": 80}]}),
+    ))
+    .clone();
+    v["metadata"]["annotations"] = json!({BALANCING_ANNOTATION: "least-connections"});
+    let services = [
+        Arc::new(v),
+        svc(
+            "b",
+            json!({"clusterIP": "127.96.0.15", "sessionAffinity": "ClientIP",
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}, "ports": [{"port": 80}]}),
+        ),
+    ];
+    let s = state(&services, &[], &[], &HashMap::new());
+    assert_eq!(
+        s.services[&key("a")].session_affinity,
+        Some(Duration::from_secs(10_800))
+    );
+    assert_eq!(s.services[&key("a")].balancing, Balancing::LeastConnections);
+    assert_eq!(
+        s.services[&key("b")].session_affinity,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(s.services[&key("b")].balancing, Balancing::RoundRobin);
+}
+
+#[test]
+fn isolated_running_containers_get_in_pod_listeners() {
+    let services = [svc(
+        "web",
+        json!({"clusterIP": "127.96.0.16", "ports": [{"port": 80}]}),
+    )];
+    let pods = [
+        pod("p1", "127.128.0.2", "slipway://p1/app/0", true),
+        pod("p2", "127.128.0.3", "slipway://p2/app/3", false),
+    ];
+    let s = state(&services, &[], &pods, &HashMap::new());
+    assert_eq!(
+        s.services[&key("web")].ports[0].frontends,
+        vec![
+            Frontend::Host(addr("127.96.0.16:80")),
+            Frontend::InPod {
+                pod_uid: "p1/app/0".into(),
+                addr: addr("127.96.0.16:80")
+            },
+        ]
+    );
+}
+
+#[test]
+fn running_pods_with_network_metadata_get_pod_ip_forwarding() {
+    let pods = [
+        pod("p1", "127.128.0.2", "slipway://p1/app/0", true),
+        pod("p2", "127.128.0.3", "slipway://p2/app/0", true),
+    ];
+    let nets = HashMap::from([(
+        "p1".to_string(),
+        PodNetwork::parse(r#"{"podIP":"127.128.0.2","ports":[{"port":8080,"container":"app"}]}"#)
+            .unwrap(),
+    )]);
+    let s = state(&[], &[], &pods, &nets);
+    assert_eq!(s.services.len(), 1, "p2 has no network.json");
+    let (k, v) = s.services.iter().next().unwrap();
+    assert_eq!(k.namespace, "pod:default");
+    assert_eq!(v.kind, ServiceKind::PodIp);
+    assert_eq!(
+        v.ports[0].frontends,
+        vec![Frontend::Host(addr("127.128.0.2:8080"))]
+    );
+    assert_eq!(v.ports[0].endpoints[0].pod_uid.as_deref(), Some("p1"));
+}
+
+#[test]
+fn netns_keys_and_network_metadata_parse() {
+    assert_eq!(netns_key("slipway://u/c/2"), Some("u/c/2"));
+    assert_eq!(netns_key("containerd://abc"), None);
+    assert_eq!(netns_key("slipway://u/c"), None);
+    let n = PodNetwork::parse(r#"{"podIP":"127.128.0.9","ports":[{"port":80,"container":"a"},{"port":81,"container":"b"}]}"#).unwrap();
+    assert_eq!(n.container_for(81), Some("b"));
+    assert_eq!(n.container_for(9999), None, "two containers: no guess");
+    let one = PodNetwork::parse(r#"{"ports":[{"port":80,"container":"a"}]}"#).unwrap();
+    assert_eq!(one.container_for(9999), Some("a"));
+    assert!(PodNetwork::parse("not json").is_none());
+}
+
+#[test]
+fn same_inputs_give_the_same_state() {
+    let services = [svc(
+        "web",
+        json!({"clusterIP": "127.96.0.10", "ports": [{"port": 80}]}),
+    )];
+    let slices = [slice(
+        "web",
+        json!([{"port": 8080}]),
+        json!([
+            ep("127.128.0.3", "b", true, false),
+            ep("127.128.0.2", "a", true, false)
+        ]),
+    )];
+    let a = state(&services, &slices, &[], &HashMap::new());
+    let b = state(&services, &slices, &[], &HashMap::new());
+    assert_eq!(a, b);
+    assert_eq!(
+        a.services[&key("web")].ports[0].endpoints[0].ip.to_string(),
+        "127.128.0.2",
+        "sorted"
+    );
+}
