@@ -60,17 +60,6 @@ impl Default for IpPool {
     }
 }
 
-/// A start offset for pod IP allocation, from the clock and the process id (no need for
-/// a cryptographic source: it only spreads instances apart).
-fn random_start() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
-        .unwrap_or(0);
-    let mixed = (nanos ^ std::process::id().rotate_left(16)).wrapping_mul(0x9E37_79B1);
-    mixed % ((1 << 23) - 2)
-}
-
 impl IpPool {
     fn address(n: u32) -> String {
         std::net::Ipv4Addr::from((127u32 << 24) | (1u32 << 23) | n).to_string()
@@ -83,11 +72,6 @@ impl IpPool {
         let ip = match existing.filter(|ip| !ip.is_empty()) {
             Some(ip) => ip.to_string(),
             None => loop {
-                if self.next == 0 {
-                    // Start somewhere random in the range, so two Slipway instances on one
-                    // host (two data dirs) rarely hand out the same pod IPs.
-                    self.next = random_start();
-                }
                 self.next = (self.next % ((1 << 23) - 2)) + 1;
                 let candidate = Self::address(self.next);
                 if self.next & 0xff != 0

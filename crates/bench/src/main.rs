@@ -105,7 +105,11 @@ fn main() -> Result<()> {
                 services::Plan::full()
             };
             plan.only = services_args.only;
-            (args, plan.rounds, runtime.block_on(services::run(bin, plan)))
+            (
+                args,
+                plan.rounds,
+                runtime.block_on(services::run(bin, plan)),
+            )
         }
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -120,11 +120,8 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
                     for f in t.failures.iter().take(5) {
                         eprintln!("note:   failure {f}");
                     }
-                    let name = format!(
-                        "{}: failed of {} req, {secs:.0} s",
-                        case.label(),
-                        t.total()
-                    );
+                    let name =
+                        format!("{}: failed of {} req, {secs:.0} s", case.label(), t.total());
                     if case.zero_downtime() {
                         emit(Metric {
                             name,
@@ -140,10 +137,7 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
                             goal: Goal::None,
                         });
                         emit(Metric {
-                            name: format!(
-                                "{}: downtime, 1st to last failure (ms)",
-                                case.label()
-                            ),
+                            name: format!("{}: downtime, 1st to last failure (ms)", case.label()),
                             value: t.failure_window_ms(),
                             baseline: f64::NAN,
                             goal: Goal::None,

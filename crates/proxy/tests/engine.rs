@@ -802,7 +802,8 @@ async fn selector_switch_keeps_open_connection_on_old_pod() {
         for _ in 0..5 {
             assert_eq!(c.get("/").await.unwrap().1, "blue", "open connection stays");
         }
-        // Blue gone from the set entirely: the open connection moves at its next request.
+        // Blue gone from the set entirely (what the endpoints controller writes after a
+        // selector change): the open connection still stays, the pod still runs.
         apply_ok(
             &p,
             one(
@@ -814,6 +815,11 @@ async fn selector_switch_keeps_open_connection_on_old_pod() {
             ),
         )
         .await;
+        assert_eq!(c.get("/").await.unwrap().1, "blue", "open connection stays");
+        assert_eq!(get_body(fp).await, "green");
+        // Blue is being deleted: drained, the open connection moves at its next request.
+        let outcome = p.drain("blue", Duration::from_secs(5)).await;
+        assert!(!outcome.timed_out, "{outcome:?}");
         assert_eq!(c.get("/").await.unwrap().1, "green");
     })
     .await;
@@ -1097,6 +1103,8 @@ async fn control_socket() {
                 .header("host", "proxy")
                 .body(Empty::new())
                 .unwrap();
+            // The previous response's end may not have freed the connection yet.
+            sender.ready().await.unwrap();
             let resp = sender.send_request(req).await.unwrap();
             let status = resp.status();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -1291,13 +1299,11 @@ async fn zero_failures_under_swaps_and_drain() {
         );
         assert_eq!(done.load(Ordering::SeqCst), 2000);
         assert_eq!(g1[0].hits.load(Ordering::SeqCst), a1_hits_at_stop);
-        for b in g1.iter().chain(&g2) {
-            assert!(
-                b.hits.load(Ordering::SeqCst) > 0,
-                "backend {} got no request",
-                b.addr
-            );
-        }
+        // Keep-alive clients stay with their pods across swaps (the pods keep running);
+        // only the drain of a1 moved them. New connections go to the current set.
+        assert!(g1[1].hits.load(Ordering::SeqCst) > 0, "a2 got no request");
+        let mut c = Client::connect(fp).await.unwrap();
+        assert_eq!(c.get("/").await.unwrap().1, "a2");
         println!(
             "hits: a1 {} a2 {} b1 {} b2 {}",
             g1[0].hits.load(Ordering::SeqCst),

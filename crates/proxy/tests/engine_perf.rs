@@ -194,7 +194,6 @@ async fn perf_printout() {
     let (hp, sp, tp) = (free_port(), free_port(), free_port());
     let mut s = state(hp, AppProtocol::Http, &[backend]);
     let mut sniff = state(sp, AppProtocol::Sniff, &[backend]);
-    sniff.services.first_entry().unwrap().key().clone();
     let sniff_svc = sniff.services.pop_first().unwrap().1;
     s.services.insert(
         ServiceKey {
@@ -204,7 +203,11 @@ async fn perf_printout() {
         sniff_svc,
     );
     let sink = sink_backend().await;
-    let tcp = state(tp, AppProtocol::Tcp, &[sink]).services.pop_first().unwrap().1;
+    let tcp = state(tp, AppProtocol::Tcp, &[sink])
+        .services
+        .pop_first()
+        .unwrap()
+        .1;
     s.services.insert(
         ServiceKey {
             namespace: "ns".into(),

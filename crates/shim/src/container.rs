@@ -160,6 +160,12 @@ pub(crate) fn prepare_overlay_dirs(state_dir: &Path) -> std::io::Result<()> {
         }
         std::fs::create_dir_all(&p)?;
     }
+    let hosts = state_dir.join(files::HOSTS);
+    if hosts.is_file() {
+        let etc = state_dir.join(files::UPPER).join("etc");
+        std::fs::create_dir_all(&etc)?;
+        std::fs::copy(&hosts, etc.join("hosts"))?;
+    }
     std::fs::create_dir_all(state_dir.join(files::ROOTFS))
 }
 

@@ -39,9 +39,9 @@ pub use control::{
     ShimStatus, exec_in, launch, read_exit, read_isolation, read_state, shim_main, status, stop,
 };
 pub use daemon::run_shim;
-pub use sys::{is_same_live_process, process_start_time};
 pub use logs::{CriLogWriter, LogStream, rfc3339_nano};
 pub use nsexec::{NSEXEC_SUBCOMMAND, exec_helper, nsexec_main, set_exec_helper};
+pub use sys::{is_same_live_process, process_start_time};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -165,6 +165,10 @@ pub mod files {
     pub const ROOTFS: &str = "rootfs";
     pub const UPPER: &str = "upper";
     pub const WORK: &str = "work";
+    /// Optional: the container's `/etc/hosts`, written by the agent before the shim starts
+    /// and placed in the overlay's upper layer, so the container sees it from its first
+    /// instruction.
+    pub const HOSTS: &str = "hosts";
 }
 
 /// Writes `data` to `dir/name` atomically (a temporary file renamed into place), so that a

@@ -173,6 +173,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
+        // `/metrics`: the API server's own, then the controllers', then the proxy's.
+        running
+            .metrics
+            .register_fn("controllers", || async {
+                Ok::<_, std::convert::Infallible>(slipway_controllers::metrics::render_prometheus())
+            });
+        if args.runtime == Runtime::Process {
+            let data_dir = args.data_dir.clone();
+            running.metrics.register_fn("proxy", move || {
+                let data_dir = data_dir.clone();
+                async move { slipway_proxy::process::fetch_metrics(&data_dir).await }
+            });
+        }
         let controller_client = slipway_apiserver::local::LocalClient::new(
             running.rest.clone(),
             slipway_apiserver::local::CONTROLLER_MANAGER,

@@ -13,6 +13,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(90);
 /// Requests per zero-downtime case (the benchmark runs the long version).
 const BUDGET: u64 = 200_000;
+/// Requests each case spans at least (the load runs through the case, then this many more).
 const MIN_REQUESTS: u64 = 5_000;
 
 /// A Deployment of the sample (quiet, ready at once, 1 s readiness period) with extra labels.
@@ -87,7 +88,11 @@ fn cluster_addr(s: &ProcessServer, svc: &str) -> SocketAddr {
 }
 
 fn ready_endpoints(s: &ProcessServer, svc: &str) -> usize {
-    let v = s.get_json(&["endpointslices", "-l", &format!("kubernetes.io/service-name={svc}")]);
+    let v = s.get_json(&[
+        "endpointslices",
+        "-l",
+        &format!("kubernetes.io/service-name={svc}"),
+    ]);
     v["items"]
         .as_array()
         .into_iter()
@@ -98,13 +103,20 @@ fn ready_endpoints(s: &ProcessServer, svc: &str) -> usize {
 }
 
 fn wait_ready_endpoints(s: &ProcessServer, svc: &str, n: usize) {
-    eventually(WAIT, &format!("{n} ready endpoints for service {svc}"), || {
-        (ready_endpoints(s, svc) == n).then_some(())
-    });
+    eventually(
+        WAIT,
+        &format!("{n} ready endpoints for service {svc}"),
+        || (ready_endpoints(s, svc) == n).then_some(()),
+    );
 }
 
 fn rollout(s: &ProcessServer, deploy: &str) {
-    let out = s.ok(&["rollout", "status", &format!("deploy/{deploy}"), "--timeout=90s"]);
+    let out = s.ok(&[
+        "rollout",
+        "status",
+        &format!("deploy/{deploy}"),
+        "--timeout=90s",
+    ]);
     assert!(out.contains("successfully rolled out"), "{out}");
 }
 
@@ -122,7 +134,8 @@ fn one_get(addr: &str) -> Option<(String, String)> {
 
 fn assert_no_failures(case: &str, t: &Tally) {
     assert_eq!(
-        t.failed, 0,
+        t.failed,
+        0,
         "{case}: {} of {} requests failed; first failures: {:#?}",
         t.failed,
         t.ok + t.failed,
@@ -157,13 +170,27 @@ fn cluster_ip_node_port_and_load_balancer_reach_ready_pods() {
     // The Services first: the pods' hosts files and environment are taken at their start.
     s.apply(&service("web", "ClusterIP", 8080, &[("app", "web")]));
     s.apply(&service("web-np", "NodePort", 8081, &[("app", "web")]));
-    s.apply(&service("web-lb", "LoadBalancer", lb_port, &[("app", "web")]));
-    s.apply(&deployment("web", 3, "k8spatterns/random-generator:1.0", &[("app", "web")]));
+    s.apply(&service(
+        "web-lb",
+        "LoadBalancer",
+        lb_port,
+        &[("app", "web")],
+    ));
+    s.apply(&deployment(
+        "web",
+        3,
+        "k8spatterns/random-generator:1.0",
+        &[("app", "web")],
+    ));
     rollout(&s, "web");
     wait_ready_endpoints(&s, "web", 3);
 
     let listing = s.ok(&["get", "svc,endpoints,endpointslices"]);
-    for name in ["service/web ", "endpoints/web ", "endpointslice.discovery.k8s.io/web-"] {
+    for name in [
+        "service/web ",
+        "endpoints/web ",
+        "endpointslice.discovery.k8s.io/web-",
+    ] {
         assert!(listing.contains(name), "{name} missing from:\n{listing}");
     }
     let svc = s.get_json(&["svc", "web"]);
@@ -176,6 +203,28 @@ fn cluster_ip_node_port_and_load_balancer_reach_ready_pods() {
         .map(|_| one_get(&addr).expect("a GET through the ClusterIP").0)
         .collect();
     assert_eq!(pods.len(), 3, "requests reached {pods:?}");
+
+    // Per-endpoint metrics on the API server's /metrics, beside its own and the controllers'.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for family in [
+        "apiserver_request_total{",
+        "slipway_controller_syncs_total{",
+        "slipway_proxy_request_duration_seconds_bucket{namespace=\"default\",service=\"web\"",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from /metrics");
+    }
+    let ok_2xx: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("slipway_proxy_requests_total{namespace=\"default\",service=\"web\",")
+                && l.contains("code=\"2xx\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        ok_2xx >= 30,
+        "the proxy counted {ok_2xx} 2xx responses for 30 requests"
+    );
 
     // NodePort and LoadBalancer listen on 127.0.0.1.
     let np = s.get_json(&["svc", "web-np"]);
@@ -197,7 +246,10 @@ fn cluster_ip_node_port_and_load_balancer_reach_ready_pods() {
                 "exec 3<>/dev/tcp/{host}/8080; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
             );
             let out = s.ok(&["exec", name, "--", "bash", "-c", &script]);
-            assert!(out.contains("\"random\""), "GET http://{host}:8080/ in the pod: {out}");
+            assert!(
+                out.contains("\"random\""),
+                "GET http://{host}:8080/ in the pod: {out}"
+            );
         }
     }
 
@@ -215,29 +267,43 @@ fn cluster_ip_node_port_and_load_balancer_reach_ready_pods() {
 
     // Deleting a Service closes its listeners at once.
     s.ok(&["delete", "svc", "web"]);
-    eventually(Duration::from_secs(5), "the ClusterIP listener to close", || {
-        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200))
-            .is_err()
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(5),
+        "the ClusterIP listener to close",
+        || {
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200))
+                .is_err()
+                .then_some(())
+        },
+    );
 }
 
 #[test]
 fn rolling_update_and_restart_drop_no_request() {
     let s = ProcessServer::start();
-    s.apply(&deployment("rg", 3, "k8spatterns/random-generator:1.0", &[("app", "rg")]));
+    s.apply(&deployment(
+        "rg",
+        3,
+        "k8spatterns/random-generator:1.0",
+        &[("app", "rg")],
+    ));
     s.apply(&service("rg", "ClusterIP", 8080, &[("app", "rg")]));
     rollout(&s, "rg");
     wait_ready_endpoints(&s, "rg", 3);
     let load = Load::start(cluster_addr(&s, "rg"), 8, BUDGET);
     load.wait_for_more(500, WAIT);
 
-    s.ok(&["set", "image", "deploy/rg", "random-generator=k8spatterns/random-generator:2.0"]);
+    s.ok(&[
+        "set",
+        "image",
+        "deploy/rg",
+        "random-generator=k8spatterns/random-generator:2.0",
+    ]);
     rollout(&s, "rg");
-    load.wait_for_more(2_000, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     s.ok(&["rollout", "restart", "deploy/rg"]);
     rollout(&s, "rg");
-    load.wait_for_more(2_500, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     let t = load.stop();
     assert_no_failures("rolling update + rollout restart", &t);
     assert!(
@@ -250,9 +316,24 @@ fn rolling_update_and_restart_drop_no_request() {
 #[test]
 fn blue_green_switch_and_canary_drop_no_request() {
     let s = ProcessServer::start();
-    s.apply(&deployment("blue", 2, "k8spatterns/random-generator:1.0", &[("app", "rg"), ("version", "blue")]));
-    s.apply(&deployment("green", 2, "k8spatterns/random-generator:2.0", &[("app", "rg"), ("version", "green")]));
-    s.apply(&service("rg", "ClusterIP", 8080, &[("app", "rg"), ("version", "blue")]));
+    s.apply(&deployment(
+        "blue",
+        2,
+        "k8spatterns/random-generator:1.0",
+        &[("app", "rg"), ("version", "blue")],
+    ));
+    s.apply(&deployment(
+        "green",
+        2,
+        "k8spatterns/random-generator:2.0",
+        &[("app", "rg"), ("version", "green")],
+    ));
+    s.apply(&service(
+        "rg",
+        "ClusterIP",
+        8080,
+        &[("app", "rg"), ("version", "blue")],
+    ));
     rollout(&s, "blue");
     rollout(&s, "green");
     wait_ready_endpoints(&s, "rg", 2);
@@ -261,23 +342,40 @@ fn blue_green_switch_and_canary_drop_no_request() {
     load.wait_for_more(1_000, WAIT);
 
     // Blue-green: the selector moves new connections to green at once.
-    s.ok(&["patch", "svc", "rg", "-p", r#"{"spec":{"selector":{"app":"rg","version":"green"}}}"#]);
+    s.ok(&[
+        "patch",
+        "svc",
+        "rg",
+        "-p",
+        r#"{"spec":{"selector":{"app":"rg","version":"green"}}}"#,
+    ]);
     eventually(WAIT, "new connections to reach green only", || {
         (0..10)
             .all(|_| one_get(&addr.to_string()).is_some_and(|(_, v)| v == "2.0"))
             .then_some(())
     });
-    load.wait_for_more(1_500, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
 
     // Canary: a second, one-replica Deployment whose pods the selector also matches.
-    s.ok(&["patch", "svc", "rg", "-p", r#"{"spec":{"selector":{"version":null}}}"#]);
-    s.apply(&deployment("canary", 1, "k8spatterns/random-generator:2.0", &[("app", "rg"), ("version", "canary")]));
+    s.ok(&[
+        "patch",
+        "svc",
+        "rg",
+        "-p",
+        r#"{"spec":{"selector":{"version":null}}}"#,
+    ]);
+    s.apply(&deployment(
+        "canary",
+        1,
+        "k8spatterns/random-generator:2.0",
+        &[("app", "rg"), ("version", "canary")],
+    ));
     rollout(&s, "canary");
     wait_ready_endpoints(&s, "rg", 5);
-    load.wait_for_more(1_500, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     s.ok(&["delete", "deploy", "canary"]);
     wait_ready_endpoints(&s, "rg", 4);
-    load.wait_for_more(1_000, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     let t = load.stop();
     assert_no_failures("blue-green switch + canary", &t);
     assert!(
@@ -290,7 +388,12 @@ fn blue_green_switch_and_canary_drop_no_request() {
 #[test]
 fn service_traffic_survives_a_control_plane_crash() {
     let mut s = ProcessServer::start();
-    s.apply(&deployment("rg", 2, "k8spatterns/random-generator:1.0", &[("app", "rg")]));
+    s.apply(&deployment(
+        "rg",
+        2,
+        "k8spatterns/random-generator:1.0",
+        &[("app", "rg")],
+    ));
     s.apply(&service("rg", "ClusterIP", 8080, &[("app", "rg")]));
     rollout(&s, "rg");
     wait_ready_endpoints(&s, "rg", 2);
@@ -304,17 +407,17 @@ fn service_traffic_survives_a_control_plane_crash() {
 
     s.kill9();
     // In flight and new (every tenth request opens a new connection) while serve is down.
-    load.wait_for_more(3_000, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     assert!(
         one_get(&format!("{pod_ip}:8080")).is_some(),
         "the pod IP stopped answering while the control plane was down"
     );
     s.spawn(&[]);
-    load.wait_for_more(1_500, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     // The restarted control plane drives the same proxy: a scale-up reaches it.
     s.ok(&["scale", "deploy/rg", "--replicas=3"]);
     wait_ready_endpoints(&s, "rg", 3);
-    load.wait_for_more(1_000, WAIT);
+    load.wait_for_more(MIN_REQUESTS, WAIT);
     let t = load.stop();
     assert_no_failures("kill -9 of slipway serve", &t);
     assert_eq!(t.ids.len(), 3, "requests reached {:?}", t.ids);
@@ -323,7 +426,12 @@ fn service_traffic_survives_a_control_plane_crash() {
 #[test]
 fn bad_service_input_gets_events_and_conditions() {
     let s = ProcessServer::start();
-    s.apply(&deployment("rg", 1, "k8spatterns/random-generator:1.0", &[("app", "rg")]));
+    s.apply(&deployment(
+        "rg",
+        1,
+        "k8spatterns/random-generator:1.0",
+        &[("app", "rg")],
+    ));
     rollout(&s, "rg");
 
     // A named targetPort no pod has: an Event, no endpoints, nothing crashes.
@@ -341,7 +449,14 @@ spec:
 "#,
     );
     eventually(WAIT, "an Event about the missing port", || {
-        let out = s.ok(&["get", "events", "--field-selector", "involvedObject.name=misnamed", "-o", "json"]);
+        let out = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=misnamed",
+            "-o",
+            "json",
+        ]);
         out.contains("metrics").then_some(())
     });
     assert_eq!(ready_endpoints(&s, "misnamed"), 0);
@@ -359,13 +474,21 @@ spec:
             .any(|c| c["type"] == "slipway.dev/Listening" && c["status"] == "False")
             .then_some(v)
     });
-    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.name=clash"]);
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=clash",
+    ]);
     assert!(events.contains("FailedToListen"), "{events}\n{svc}");
     // Freed: the proxy listens and clears the condition.
     drop(taken);
     eventually(WAIT, "the condition to clear once the port is free", || {
         let v = s.get_json(&["svc", "clash"]);
-        (!v["status"]["conditions"].to_string().contains("slipway.dev/Listening")).then_some(())
+        (!v["status"]["conditions"]
+            .to_string()
+            .contains("slipway.dev/Listening"))
+        .then_some(())
     });
     assert!(one_get(&format!("127.0.0.1:{port}")).is_some());
 
@@ -396,5 +519,7 @@ subsets:
 "#
     ));
     let addr = cluster_addr(&s, "manual").to_string();
-    eventually(WAIT, "the selector-less Service to answer", || one_get(&addr));
+    eventually(WAIT, "the selector-less Service to answer", || {
+        one_get(&addr)
+    });
 }

@@ -524,29 +524,6 @@ impl<C: Client> Run<C> {
         Ok((cfg, hosts))
     }
 
-    /// Puts the hosts file into the container's own root, when the run has one (a private
-    /// overlay in its own mount namespace; never the host's `/etc/hosts`).
-    fn install_hosts(&self, dir: &Path, state: &slipway_shim::ShimState, hosts: &str) {
-        let private_root = slipway_shim::read_isolation(dir)
-            .is_some_and(|r| r.overlay_root && r.mount_namespace)
-            && state.namespaces.iter().any(|n| n == "mnt");
-        if !private_root {
-            tracing::debug!(
-                pod = self.p.name,
-                container = self.c.name,
-                "the container has no private root; it keeps the host's /etc/hosts"
-            );
-            return;
-        }
-        if let Err(e) = super::network::write_container_hosts(
-            state.container_pid,
-            state.container_start_time,
-            hosts,
-        ) {
-            tracing::warn!(pod = self.p.name, container = self.c.name, error = %e, "cannot write the container's /etc/hosts");
-        }
-    }
-
     async fn launch(&mut self, n: u32) -> Option<Step> {
         let entry = self.resolve().await?;
         let dir = self.dir(n)?;
@@ -579,6 +556,11 @@ impl<C: Client> Run<C> {
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(e) = std::fs::create_dir_all(&dir)
             .and_then(|_| std::fs::write(dir.join(IMAGE_ID_FILE), &entry.image_id))
+            .and_then(|_| match &hosts {
+                // The shim puts it in the overlay's upper layer before the container starts.
+                Some(hosts) => std::fs::write(dir.join(slipway_shim::files::HOSTS), hosts),
+                None => Ok(()),
+            })
         {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create a container's state dir");
         }
@@ -646,9 +628,6 @@ impl<C: Client> Run<C> {
                 ),
             ))
             .await;
-        }
-        if let Some(hosts) = &hosts {
-            self.install_hosts(&dir, &state, hosts);
         }
         let dialer = self.start_dialer(&state);
         if let Some(post) = self.c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {

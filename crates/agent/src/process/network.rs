@@ -1,6 +1,7 @@
 //! What the agent tells others about a pod's network: `network.json` for the service proxy
-//! ([`PodNetwork`]), and the hosts file of an isolated container ([`hosts_file`],
-//! [`write_container_hosts`]).
+//! ([`PodNetwork`]), and the hosts file of an isolated container ([`hosts_file`], which
+//! the agent writes into the run's directory and the shim places in the container's
+//! overlay before the container starts).
 //!
 //! # `network.json`
 //!
@@ -154,52 +155,6 @@ pub fn hosts_file(pod: &Value, pod_ip: &str, hostname: &str, services: &[Arc<Val
         }
     }
     out
-}
-
-/// Start time of a process (field 22 of `/proc/<pid>/stat`).
-fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Writes `/etc/hosts` inside the root of a running container (`/proc/<pid>/root`), which
-/// must be the container's private overlay: the write lands in the run's `upper/` layer
-/// (overlayfs copies `/etc` up), never in the host's file.
-///
-/// The shim creates a fresh `upper/` when it starts a run, so the file cannot be placed
-/// there before; it is written as soon as the shim reports the container started.
-///
-/// Safe against PID reuse: `/etc` is opened through `/proc/<pid>/root` first, and the
-/// process is then checked to still be the container (same start time), so the directory
-/// opened is the container's. The file is written under a temporary name and renamed over
-/// `hosts` (a symlink there is replaced, not followed).
-pub fn write_container_hosts(pid: i32, start_time: u64, contents: &str) -> std::io::Result<()> {
-    use nix::fcntl::{OFlag, open, openat, renameat};
-    use nix::sys::stat::Mode;
-    use std::io::Write;
-    let etc = open(
-        format!("/proc/{pid}/root/etc").as_str(),
-        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    if process_start_time(pid) != Some(start_time) {
-        return Err(std::io::Error::other(
-            "the container is no longer running (its PID belongs to another process)",
-        ));
-    }
-    const TMP: &str = ".hosts.slipway-tmp";
-    let fd = openat(
-        &etc,
-        TMP,
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o644),
-    )?;
-    let mut file = std::fs::File::from(fd);
-    file.write_all(contents.as_bytes())?;
-    drop(file);
-    renameat(&etc, TMP, &etc, "hosts")?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -95,7 +95,11 @@ impl Cluster {
         self.starts += 1;
         let options = ServeOptions {
             runtime: Some("process"),
-            stderr_log: Some(self.dir.path().join(format!("serve-{}.stderr", self.starts))),
+            stderr_log: Some(
+                self.dir
+                    .path()
+                    .join(format!("serve-{}.stderr", self.starts)),
+            ),
         };
         let (server, _) = Slipway::start_with(&self.bin, &self.data_dir, &options).await?;
         let pid = server.pid()?;
@@ -276,7 +280,7 @@ impl Cluster {
 
     /// Waits (bounded) until exactly `n` pods match `selector` (terminating ones count
     /// until they are gone).
-    pub async fn wait_pods(&self, selector: &str, n: usize, timeout: Duration) -> Result<()> {
+    pub async fn wait_pods(&mut self, selector: &str, n: usize, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             self.note_processes();

@@ -93,6 +93,7 @@ impl Client {
     }
 
     /// Whether a connection is open.
+    #[cfg(test)]
     pub fn connected(&self) -> bool {
         self.stream.is_some()
     }
@@ -108,8 +109,7 @@ impl Client {
         if self.stream.is_some() {
             return Ok(());
         }
-        let s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr)).await
-        {
+        let s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(Failure::new(
@@ -120,7 +120,10 @@ impl Client {
             Err(_) => {
                 return Err(Failure::new(
                     FailKind::Connect,
-                    format!("connect {}: no answer within {CONNECT_TIMEOUT:?}", self.host),
+                    format!(
+                        "connect {}: no answer within {CONNECT_TIMEOUT:?}",
+                        self.host
+                    ),
                 ));
             }
         };

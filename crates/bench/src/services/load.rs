@@ -161,10 +161,10 @@ impl Load {
     }
 
     /// Stops the clients (each ends after its request in flight) and adds up what they saw.
-    pub async fn stop(self) -> Tally {
+    pub async fn stop(mut self) -> Tally {
         self.stop.store(true, Ordering::SeqCst);
         let mut tally = Tally::default();
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             if let Ok(part) = t.await {
                 tally.merge(part);
             }

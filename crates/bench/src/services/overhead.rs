@@ -213,7 +213,10 @@ async fn wait_answers(addr: SocketAddr, child: Option<&mut ChildGuard>) -> Resul
             ch.check_running()?;
         }
         if Instant::now() > deadline {
-            bail!("{addr} did not answer within {LISTEN_TIMEOUT:?}: {}", err.detail);
+            bail!(
+                "{addr} did not answer within {LISTEN_TIMEOUT:?}: {}",
+                err.detail
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -222,7 +225,7 @@ async fn wait_answers(addr: SocketAddr, child: Option<&mut ChildGuard>) -> Resul
 /// The HAProxy configuration: HTTP mode, keep-alive, one server, 2 threads, 30 s timeouts.
 fn haproxy_config(listen: u16, backend: u16) -> String {
     format!(
-        "global\n    nbthread 2\n    maxconn 10000\n\n\
+        "global\n    nbthread 2\n    maxconn 4000\n\n\
          defaults\n    mode http\n    option http-keep-alive\n    timeout connect 30s\n    \
          timeout client 30s\n    timeout server 30s\n\n\
          frontend bench\n    bind 127.0.0.1:{listen}\n    default_backend sample\n\n\

@@ -282,11 +282,16 @@ impl ClientConn {
     }
 
     /// The pinned endpoint while it stays pinnable, else a fresh pick; counted as in flight.
+    ///
+    /// A pin survives its endpoint leaving the port's set (a blue-green selector switch:
+    /// the old pod keeps running), so a connection already open stays on its pod until it
+    /// closes; it ends when the pod is drained (it is being deleted).
     fn choose(&self, snap: &PortSnap, tried: &[EpId]) -> Option<LoadGuard> {
         let pinned = self.pin.lock().clone();
         if let Some(ep) = pinned
             && !tried.contains(&ep_id(&ep))
-            && snap.pin_valid(&ep)
+            && (snap.pin_valid(&ep)
+                || (ep.retired.load(std::sync::atomic::Ordering::SeqCst) && !ep.is_drained()))
             && let Some(g) = ep.try_acquire(Load::Req)
         {
             return Some(g);

@@ -237,6 +237,8 @@ impl Proxy {
         let old_ports = inner.ports.read().clone();
         let mut new_ports: BTreeMap<PortId, Arc<PortRt>> = BTreeMap::new();
         let mut frontends: HashMap<Frontend, (PortId, Arc<PortRt>)> = HashMap::new();
+        // The endpoint sets as they were, before ports that stay get their new snapshot.
+        let old_snaps: Vec<Arc<PortSnap>> = old_ports.values().map(|p| p.snapshot()).collect();
         let mut kept: HashSet<usize> = HashSet::new();
         let mut present_uids: HashSet<&str> = HashSet::new();
         for (key, svc) in &state.services {
@@ -302,8 +304,8 @@ impl Proxy {
             }
         }
         // Endpoints no longer in their port: close idle connections, stop pooling.
-        for port in old_ports.values() {
-            for s in &port.snapshot().endpoints {
+        for snap in &old_snaps {
+            for s in &snap.endpoints {
                 if !kept.contains(&(Arc::as_ptr(&s.rt) as usize)) {
                     s.rt.retire();
                 }

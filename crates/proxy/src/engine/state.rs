@@ -129,9 +129,10 @@ impl EndpointRt {
     }
 
     /// Returns a connection after a complete response; closed instead when the endpoint
-    /// is drained or removed, or the pool is full.
+    /// is drained, or the pool is full. (A removed endpoint keeps pooling for the client
+    /// connections still pinned to it; the pool goes with the last of them.)
     pub fn pool_put(&self, sender: SendRequest<ReqBody>) {
-        if sender.is_closed() || self.is_drained() || self.retired.load(Ordering::SeqCst) {
+        if sender.is_closed() || self.is_drained() {
             return;
         }
         let mut pool = self.pool.lock();

@@ -23,6 +23,9 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a Sniff port waits for the client's first bytes before choosing TCP mode.
 pub(crate) const SNIFF_WAIT: Duration = Duration::from_millis(100);
 
+/// Per-direction buffer of a TCP-mode connection (memory per connection is twice this).
+const COPY_BUF: usize = 32 * 1024;
+
 const METHODS: [&[u8]; 9] = [
     b"GET ",
     b"POST ",
@@ -169,9 +172,14 @@ async fn forward_tcp(inner: &Inner, port: &PortRt, mut client: CountingStream, p
         match dial(inner, &ep).await {
             Ok(mut backend) => {
                 ep.m.connections.fetch_add(1, Relaxed);
-                if tokio::io::copy_bidirectional(&mut client, &mut backend)
-                    .await
-                    .is_err()
+                if tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut backend,
+                    COPY_BUF,
+                    COPY_BUF,
+                )
+                .await
+                .is_err()
                 {
                     ep.m.error(ErrorReason::BackendReset);
                 }
