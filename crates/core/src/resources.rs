@@ -283,6 +283,21 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         tracks_generation: false,
     },
+    // Slipway's own kind (blue-green and canary releases). Like Argo Rollouts' CRD it is in
+    // no category, so `kubectl get all` lists what it lists on Kubernetes.
+    ResourceInfo {
+        group: "slipway.dev",
+        version: "v1alpha1",
+        kind: "Rollout",
+        plural: "rollouts",
+        singular: "rollout",
+        namespaced: true,
+        short_names: &["ro"],
+        categories: &[],
+        subresources: STATUS_SCALE,
+        has_status: true,
+        tracks_generation: true,
+    },
 ];
 
 /// Every served resource.
@@ -342,6 +357,26 @@ mod tests {
             by_storage_prefix("apps/replicasets").unwrap().kind,
             "ReplicaSet"
         );
+    }
+
+    #[test]
+    fn rollouts_are_served_like_a_workload() {
+        let r = lookup("slipway.dev", "v1alpha1", "rollouts").unwrap();
+        assert_eq!(r.kind, "Rollout");
+        assert_eq!(r.api_version(), "slipway.dev/v1alpha1");
+        assert_eq!(r.group_kind(), "Rollout.slipway.dev");
+        assert_eq!(r.group_resource(), "rollouts.slipway.dev");
+        assert_eq!(r.storage_prefix(), "slipway.dev/rollouts");
+        assert_eq!(r.short_names, &["ro"]);
+        assert!(r.categories.is_empty(), "not in `all`");
+        assert!(r.has_subresource(Subresource::Status));
+        assert!(r.has_subresource(Subresource::Scale));
+        assert!(r.has_status && r.tracks_generation && r.namespaced);
+        assert_eq!(
+            by_kind("slipway.dev/v1alpha1", "Rollout").unwrap().plural,
+            "rollouts"
+        );
+        assert_eq!(group_versions().last(), Some(&("slipway.dev", "v1alpha1")));
     }
 
     #[test]

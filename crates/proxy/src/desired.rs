@@ -14,7 +14,12 @@
 //!   manual Endpoints);
 //! - every running pod of the process runtime gets a synthetic [`ServiceKind::PodIp`]
 //!   entry: `<pod IP>:<port>` on the host forwards into the pod, for each port the agent
-//!   says it serves.
+//!   says it serves;
+//! - each endpoint's group is the `pod-template-hash` label of its pod (looked up by
+//!   `targetRef.uid`), and the Service's `slipway.dev/traffic-split` annotation
+//!   ([`TRAFFIC_SPLIT_ANNOTATION`]) becomes every port's [`TrafficSplit`]. An annotation
+//!   that does not parse (see [`parse_traffic_split`]) is ignored as a whole: the Service
+//!   is served as without it (this function being pure, reporting it is the caller's).
 
 use crate::model::*;
 use serde::Deserialize;
@@ -27,6 +32,15 @@ use std::time::Duration;
 /// The annotation that picks the load-balancing algorithm of a Service:
 /// `round-robin` (default) or `least-connections`.
 pub const BALANCING_ANNOTATION: &str = "slipway.dev/load-balancing";
+
+/// The annotation that splits a Service's traffic between pod-template-hash groups, set by
+/// the Rollout controller: a JSON object
+/// `{"weights": {"<hash>": <0-100>, ..}, "headerRoutes": [{"name": "..", "header": "..",
+/// "value": "..", "podHash": "<hash>"}, ..]}`, both members optional.
+pub const TRAFFIC_SPLIT_ANNOTATION: &str = "slipway.dev/traffic-split";
+
+/// The pod label that names an endpoint's group.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// Kubernetes' default ClientIP affinity timeout (3 hours).
 const DEFAULT_AFFINITY_SECONDS: u64 = 10_800;
@@ -68,6 +82,72 @@ impl PodNetwork {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SplitSpec {
+    #[serde(default)]
+    weights: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    header_routes: Option<Vec<RouteSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RouteSpec {
+    #[serde(default)]
+    name: String,
+    header: String,
+    value: String,
+    pod_hash: String,
+}
+
+/// Parses the value of [`TRAFFIC_SPLIT_ANNOTATION`]. `Ok(None)` when it names neither
+/// weights nor routes; `Err` (with the reason) when it is not a JSON object of that shape,
+/// a weight is not an integer in 0-100, or a route's header is not a valid header name or
+/// its value not a valid header value.
+pub fn parse_traffic_split(text: &str) -> Result<Option<TrafficSplit>, String> {
+    let spec: SplitSpec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let weights = match spec.weights {
+        None => None,
+        Some(w) => Some(
+            w.into_iter()
+                .map(|(group, weight)| match u32::try_from(weight) {
+                    Ok(v) if v <= 100 => Ok((group, v)),
+                    _ => Err(format!("weight {weight} of {group:?} is not in 0-100")),
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()?,
+        ),
+    };
+    let mut header_routes = Vec::new();
+    for r in spec.header_routes.unwrap_or_default() {
+        if http::HeaderName::from_bytes(r.header.as_bytes()).is_err() {
+            return Err(format!(
+                "route {:?}: bad header name {:?}",
+                r.name, r.header
+            ));
+        }
+        if http::HeaderValue::from_str(&r.value).is_err() {
+            return Err(format!(
+                "route {:?}: bad header value {:?}",
+                r.name, r.value
+            ));
+        }
+        header_routes.push(HeaderRoute {
+            name: r.name,
+            header: r.header,
+            value: r.value,
+            group: r.pod_hash,
+        });
+    }
+    if weights.is_none() && header_routes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TrafficSplit {
+        weights,
+        header_routes,
+    }))
+}
+
 /// The API objects and agent metadata the state is computed from.
 #[derive(Clone, Copy, Debug)]
 pub struct Inputs<'a> {
@@ -103,6 +183,11 @@ pub fn desired_state(inputs: &Inputs) -> DesiredState {
             .push(slice);
     }
     let pod_netns = running_netns(inputs.pods);
+    let groups: HashMap<&str, &str> = inputs
+        .pods
+        .iter()
+        .filter_map(|p| Some((meta_str(p, "uid")?, pod_group(p)?)))
+        .collect();
 
     let mut services = BTreeMap::new();
     for svc in inputs.services {
@@ -112,7 +197,7 @@ pub fn desired_state(inputs: &Inputs) -> DesiredState {
             .get(&(namespace, name))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        if let Some(state) = service_state(svc, slices, &pod_netns) {
+        if let Some(state) = service_state(svc, slices, &pod_netns, &groups) {
             services.insert(
                 ServiceKey {
                     namespace: namespace.to_string(),
@@ -166,7 +251,19 @@ fn is_isolated(pod: &Value) -> bool {
     })
 }
 
-fn service_state(svc: &Value, slices: &[&Value], pod_netns: &[String]) -> Option<ServiceState> {
+/// The `pod-template-hash` label of a pod.
+fn pod_group(pod: &Value) -> Option<&str> {
+    pod.pointer("/metadata/labels")?
+        .get(POD_TEMPLATE_HASH_LABEL)?
+        .as_str()
+}
+
+fn service_state(
+    svc: &Value,
+    slices: &[&Value],
+    pod_netns: &[String],
+    groups: &HashMap<&str, &str>,
+) -> Option<ServiceState> {
     let spec = svc.get("spec")?;
     let service_type = spec
         .get("type")
@@ -188,14 +285,19 @@ fn service_state(svc: &Value, slices: &[&Value], pod_netns: &[String]) -> Option
                 .unwrap_or(DEFAULT_AFFINITY_SECONDS);
             Duration::from_secs(seconds)
         });
-    let balancing = match svc
-        .pointer("/metadata/annotations")
+    let annotations = svc.pointer("/metadata/annotations");
+    let balancing = match annotations
         .and_then(|a| a.get(BALANCING_ANNOTATION))
         .and_then(Value::as_str)
     {
         Some("least-connections") => Balancing::LeastConnections,
         _ => Balancing::RoundRobin,
     };
+    // Invalid: ignored as a whole.
+    let split = annotations
+        .and_then(|a| a.get(TRAFFIC_SPLIT_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|t| parse_traffic_split(t).ok().flatten());
     let ports = spec.get("ports").and_then(Value::as_array);
     let mut out = Vec::new();
     for port in ports.into_iter().flatten() {
@@ -241,7 +343,8 @@ fn service_state(svc: &Value, slices: &[&Value], pod_netns: &[String]) -> Option
             name: name.to_string(),
             frontends,
             app_protocol: app_protocol(port, name),
-            endpoints: endpoints_for_port(slices, name),
+            endpoints: endpoints_for_port(slices, name, groups),
+            split: split.clone(),
         });
     }
     Some(ServiceState {
@@ -267,7 +370,11 @@ fn app_protocol(port: &Value, name: &str) -> AppProtocol {
 }
 
 /// Every endpoint the slices give for the Service port called `port_name`.
-fn endpoints_for_port(slices: &[&Value], port_name: &str) -> Vec<Endpoint> {
+fn endpoints_for_port(
+    slices: &[&Value],
+    port_name: &str,
+    groups: &HashMap<&str, &str>,
+) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for slice in slices {
         if slice.get("addressType").and_then(Value::as_str) != Some("IPv4") {
@@ -302,7 +409,12 @@ fn endpoints_for_port(slices: &[&Value], port_name: &str) -> Vec<Endpoint> {
                 .flatten()
                 .filter(|u| !u.is_empty())
                 .map(str::to_string);
+            let group = pod_uid
+                .as_deref()
+                .and_then(|u| groups.get(u))
+                .map_or_else(String::new, |g| (*g).to_string());
             out.push(Endpoint {
+                group,
                 pod_uid,
                 ip,
                 port: number,
@@ -354,7 +466,9 @@ fn pod_ip_state(
                 serving: true,
                 terminating: false,
                 weight: 1,
+                group: pod_group(pod).unwrap_or_default().to_string(),
             }],
+            split: None,
         })
         .collect::<Vec<_>>();
     if ports.is_empty() {

@@ -74,6 +74,34 @@ pub struct PortState {
     /// connections (and new HTTP requests) only to endpoints that are `ready`, falling back
     /// to `serving && terminating` ones when none is ready (as kube-proxy does).
     pub endpoints: Vec<Endpoint>,
+    /// The Service's traffic split between endpoint groups (the
+    /// `slipway.dev/traffic-split` annotation), if any.
+    pub split: Option<TrafficSplit>,
+}
+
+/// How a port's traffic is shared between endpoint [groups](Endpoint::group) (canary
+/// releases). See `docs/services.md`, "Traffic split".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrafficSplit {
+    /// Group → weight (0-100). `Some`: each group that has candidate endpoints gets exactly
+    /// its weight over the sum of the weights of such groups, of new TCP connections and of
+    /// HTTP requests (HTTP connections are then not pinned); groups not listed get none.
+    /// When every group with candidates has weight 0, the endpoints are balanced as without
+    /// a split. `None`: no weights (balancing as without a split).
+    pub weights: Option<BTreeMap<String, u32>>,
+    /// HTTP mode only: requests matching a route go to its group first (first match wins).
+    pub header_routes: Vec<HeaderRoute>,
+}
+
+/// A request whose header `header` (name case-insensitive) has exactly the value `value`
+/// goes to the ready endpoints of `group`, or is routed normally when it has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderRoute {
+    pub name: String,
+    pub header: String,
+    pub value: String,
+    /// The `pod-template-hash` of the target group.
+    pub group: String,
 }
 
 /// A listening address.
@@ -98,6 +126,25 @@ pub struct Endpoint {
     pub serving: bool,
     pub terminating: bool,
     /// Relative share of new connections/requests among the chosen endpoints (1 by default;
-    /// 0 takes none). Rollouts use it for traffic splits.
+    /// 0 takes none). With a [`TrafficSplit`], the share among the endpoints of its group.
     pub weight: u32,
+    /// The `pod-template-hash` label of the pod behind the address; empty when there is no
+    /// pod or no label. [`TrafficSplit`] weights and routes name groups.
+    pub group: String,
+}
+
+impl Default for Endpoint {
+    /// A ready endpoint of weight 1 at `0.0.0.0:0`, no pod, no group.
+    fn default() -> Endpoint {
+        Endpoint {
+            pod_uid: None,
+            ip: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            ready: true,
+            serving: true,
+            terminating: false,
+            weight: 1,
+            group: String::new(),
+        }
+    }
 }

@@ -99,6 +99,25 @@ pub async fn start_or_adopt(exe: &Path, data_dir: &Path) -> io::Result<i32> {
     }
 }
 
+/// Keeps the proxy running for as long as the returned task runs: checks every second
+/// and starts a new one when the recorded proxy is gone (it crashed, or was killed).
+/// Abort the task before [`stop`]ping the proxy.
+pub fn supervise(exe: PathBuf, data_dir: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if running(&data_dir).is_none() {
+                tracing::warn!("the service proxy is gone; starting it again");
+                if let Err(e) = start_or_adopt(&exe, &data_dir).await {
+                    tracing::error!(error = %e, "cannot restart the service proxy");
+                }
+            }
+        }
+    })
+}
+
 /// True when the control socket answers `/healthz`.
 async fn control_answers(data_dir: &Path) -> bool {
     let Ok(Ok(mut s)) = tokio::time::timeout(

@@ -192,6 +192,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         slipway_controllers::runtime::start(controller_client, std::sync::Arc::new(chrono::Utc::now))
             .await;
+        let mut proxy_supervisor = None;
         let agent = match args.runtime {
             Runtime::Simulated => {
                 let kubelet =
@@ -219,6 +220,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 slipway_proxy::process::start_or_adopt(&exe, &args.data_dir)
                     .await
                     .context("starting the service proxy")?;
+                proxy_supervisor = Some(slipway_proxy::process::supervise(
+                    exe.clone(),
+                    args.data_dir.clone(),
+                ));
                 Some(
                     slipway_agent::start_process(
                         kubelet,
@@ -242,6 +247,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 _ = shutdown_signal() => tracing::warn!("second signal: exiting without waiting for the pods"),
             }
             // The proxy goes last, once no pod is left to carry traffic to.
+            if let Some(supervisor) = proxy_supervisor.take() {
+                supervisor.abort();
+            }
             slipway_proxy::process::stop(&args.data_dir, Duration::from_secs(5)).await;
         }
         anyhow::Ok(())

@@ -523,3 +523,39 @@ subsets:
         one_get(&addr)
     });
 }
+
+#[test]
+fn a_killed_proxy_is_started_again_and_catches_up() {
+    let s = ProcessServer::start();
+    s.apply(&service("rg", "ClusterIP", 8080, &[("app", "rg")]));
+    s.apply(&deployment(
+        "rg",
+        1,
+        "k8spatterns/random-generator:1.0",
+        &[("app", "rg")],
+    ));
+    rollout(&s, "rg");
+    wait_ready_endpoints(&s, "rg", 1);
+    let addr = cluster_addr(&s, "rg").to_string();
+    assert!(one_get(&addr).is_some());
+    let (pid, start) = common::recorded_proxy(&s.data_dir).expect("a recorded proxy");
+    assert_eq!(common::process_start_time(pid), Some(start));
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    // serve notices within a second, starts a new proxy, which lists the state afresh.
+    eventually(WAIT, "a new proxy to serve the ClusterIP", || {
+        let (new_pid, _) = common::recorded_proxy(&s.data_dir)?;
+        (new_pid != pid).then(|| one_get(&addr)).flatten()
+    });
+    s.ok(&["scale", "deploy/rg", "--replicas=2"]);
+    wait_ready_endpoints(&s, "rg", 2);
+    eventually(WAIT, "both pods behind the new proxy", || {
+        let ids: std::collections::BTreeSet<String> = (0..10)
+            .filter_map(|_| one_get(&addr))
+            .map(|(id, _)| id)
+            .collect();
+        (ids.len() == 2).then_some(())
+    });
+}

@@ -7,7 +7,7 @@ use super::cluster::Cluster;
 use super::http::{Client, json_str_field};
 use super::load::{Load, Tally};
 use anyhow::{Context as _, Result, bail};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -127,8 +127,37 @@ spec:
     )
 }
 
-/// A ClusterIP Service on port 8080 to the pods' port named `http`.
-fn service(name: &str, selector: &[(&str, &str)]) -> String {
+/// The prefixes of the pod names of every case's Deployments.
+const OUR_PODS: [&str; 5] = ["rg-", "blue-", "green-", "stable-", "canary-"];
+
+/// A random address of the ClusterIP range 127.96.0.0/11 on which port 8080 is free now,
+/// away from the low addresses servers allocate first: other `slipway serve`s on the same
+/// machine (every data dir allocates from the start of the range) must not share it.
+fn free_cluster_ip() -> Result<Ipv4Addr> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ u64::from(std::process::id()) << 20;
+    let mut x = seed | 1;
+    for _ in 0..200 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let a = 100 + (x % 28) as u8;
+        let b = ((x >> 8) % 256) as u8;
+        let c = 1 + ((x >> 16) % 254) as u8;
+        let ip = Ipv4Addr::new(127, a, b, c);
+        if std::net::TcpListener::bind((ip, 8080)).is_ok() {
+            return Ok(ip);
+        }
+    }
+    bail!("no free address with port 8080 in 127.100.0.0-127.127.255.255")
+}
+
+/// A ClusterIP Service on port 8080 (at `ip`) to the pods' port named `http`.
+fn service(name: &str, ip: Ipv4Addr, selector: &[(&str, &str)]) -> String {
     let selector: String = selector
         .iter()
         .map(|(k, v)| format!("\n    {k}: {v}"))
@@ -140,6 +169,7 @@ metadata:
   name: {name}
 spec:
   type: ClusterIP
+  clusterIP: {ip}
   selector:{selector}
   ports:
   - name: http
@@ -212,17 +242,18 @@ async fn until_answers(
 /// Sets up the case's objects and waits until its Service answers on the ClusterIP.
 async fn setup(c: &Cluster, case: Case) -> Result<SocketAddr> {
     let rg = [("app", "rg")];
+    let ip = free_cluster_ip()?;
     match case {
         Case::Rolling | Case::Restart => {
             c.apply(&deployment("rg", 10, IMAGE_1, &rg, false)).await?;
-            c.apply(&service("rg", &rg)).await?;
+            c.apply(&service("rg", ip, &rg)).await?;
             c.rollout("rg").await?;
             c.wait_endpoints("rg", 10, "rg-", WAIT).await?;
         }
         Case::Recreate | Case::Crash => {
             c.apply(&deployment("rg", 5, IMAGE_1, &rg, case == Case::Recreate))
                 .await?;
-            c.apply(&service("rg", &rg)).await?;
+            c.apply(&service("rg", ip, &rg)).await?;
             c.rollout("rg").await?;
             c.wait_endpoints("rg", 5, "rg-", WAIT).await?;
         }
@@ -233,7 +264,7 @@ async fn setup(c: &Cluster, case: Case) -> Result<SocketAddr> {
                 .await?;
             c.apply(&deployment("green", 5, IMAGE_2, &green, false))
                 .await?;
-            c.apply(&service("rg", &blue)).await?;
+            c.apply(&service("rg", ip, &blue)).await?;
             c.rollout("blue").await?;
             c.rollout("green").await?;
             c.wait_endpoints("rg", 5, "blue-", WAIT).await?;
@@ -242,13 +273,19 @@ async fn setup(c: &Cluster, case: Case) -> Result<SocketAddr> {
             let stable = [("app", "rg"), ("track", "stable")];
             c.apply(&deployment("stable", 4, IMAGE_1, &stable, false))
                 .await?;
-            c.apply(&service("rg", &[("app", "rg")])).await?;
+            c.apply(&service("rg", ip, &[("app", "rg")])).await?;
             c.rollout("stable").await?;
             c.wait_endpoints("rg", 4, "stable-", WAIT).await?;
         }
     }
     let addr = c.cluster_addr("rg").await?;
-    until_answers(addr, 5, WAIT, "the ClusterIP to answer", |_, _| true).await?;
+    if addr.ip() != ip {
+        bail!("asked for ClusterIP {ip}, got {addr}");
+    }
+    until_answers(addr, 5, WAIT, "the ClusterIP to answer", |id, _| {
+        OUR_PODS.iter().any(|p| id.starts_with(p))
+    })
+    .await?;
     Ok(addr)
 }
 
@@ -383,6 +420,16 @@ fn check(case: Case, t: &Tally, notes: &mut Vec<String>) {
         "answers: version 1.0 {v1}, 2.0 {v2}; {} pods answered",
         t.ids.len()
     ));
+    let foreign: Vec<&String> = t
+        .ids
+        .keys()
+        .filter(|id| !OUR_PODS.iter().any(|p| id.starts_with(p)))
+        .collect();
+    if !foreign.is_empty() {
+        notes.push(format!(
+            "WARNING: answers from pods not of this case: {foreign:?}"
+        ));
+    }
     let expect_both = !matches!(case, Case::Restart | Case::Crash);
     if expect_both && (v1 == 0 || v2 == 0) {
         notes.push("WARNING: expected answers from both versions".into());

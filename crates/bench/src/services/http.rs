@@ -156,7 +156,7 @@ impl Client {
                 format!(
                     "status {}: {}",
                     r.status,
-                    String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
+                    String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).trim_end()
                 ),
             ));
         }

@@ -201,7 +201,7 @@ async fn client(
             break;
         }
         sent += 1;
-        let close = sent % CLOSE_EVERY == 0;
+        let close = sent.is_multiple_of(CLOSE_EVERY);
         let result = c.get(close).await;
         let at = started.elapsed();
         done.fetch_add(1, Ordering::Relaxed);

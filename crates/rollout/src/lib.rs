@@ -1,0 +1,9 @@
+//! The Rollout kind, `slipway.dev/v1alpha1`: declarative blue-green and canary releases
+//! with hooks, analysis and automatic rollback. Field names follow Argo Rollouts where the
+//! concept is the same. Everything here is pure (no I/O, no clock).
+//!
+//! - [`types`]: the spec and status, as stored.
+
+pub mod types;
+
+pub use types::*;
