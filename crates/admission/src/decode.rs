@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use slipway_core::{ApiError, ResourceInfo};
+use slipway_rollout::Rollout;
 
 /// What the request says it is: `apiVersion` and `kind` after filling gaps from the URL.
 struct DataKind {
@@ -130,6 +131,7 @@ pub fn decode(
         "Deployment" => ctx.typed::<Deployment>(body, defaults::deployment),
         "ReplicaSet" => ctx.typed::<ReplicaSet>(body, defaults::replica_set),
         "EndpointSlice" => ctx.typed::<EndpointSlice>(body, defaults::endpoint_slice),
+        "Rollout" => ctx.typed::<Rollout>(body, defaults::rollout),
         // A kind without a typed schema here passes through unchanged.
         _ => Ok(Decoded {
             object: body,
@@ -174,7 +176,16 @@ impl Context<'_> {
         let round_trip = serde_json::to_value(&typed)
             .map_err(|e| ApiError::internal(format!("encoding {}: {e}", self.info.kind)))?;
         let mut unknown = Vec::new();
-        unknown_fields(&body, &round_trip, &mut String::new(), &mut unknown);
+        // The Rollout types leave empty lists out when they serialise (k8s-openapi keeps
+        // them), so an empty list the round trip dropped is a known field there.
+        let empty_lists_known = self.info.kind == "Rollout";
+        unknown_fields(
+            &body,
+            &round_trip,
+            empty_lists_known,
+            &mut String::new(),
+            &mut unknown,
+        );
         let mut warnings = Vec::new();
         if !unknown.is_empty() {
             let messages: Vec<String> = unknown
@@ -220,8 +231,15 @@ fn remove_pointer(object: &mut Value, pointer: &str) {
     }
 }
 
-/// Appends to `out` every path present (non-null) in `input` but absent from `known`.
-fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) {
+/// Appends to `out` every path present (non-null) in `input` but absent from `known`;
+/// with `empty_lists_known`, an empty list absent from `known` does not count.
+fn unknown_fields(
+    input: &Value,
+    known: &Value,
+    empty_lists_known: bool,
+    path: &mut String,
+    out: &mut Vec<String>,
+) {
     match (input, known) {
         (Value::Object(fields), Value::Object(known_fields)) => {
             for (key, value) in fields {
@@ -234,7 +252,10 @@ fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec
                 }
                 path.push_str(key);
                 match known_fields.get(key) {
-                    Some(k) if !k.is_null() => unknown_fields(value, k, path, out),
+                    Some(k) if !k.is_null() => {
+                        unknown_fields(value, k, empty_lists_known, path, out)
+                    }
+                    _ if empty_lists_known && value.as_array().is_some_and(Vec::is_empty) => {}
                     _ => out.push(path.clone()),
                 }
                 path.truncate(len);
@@ -244,7 +265,7 @@ fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec
             for (i, (item, k)) in items.iter().zip(known_items).enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                unknown_fields(item, k, path, out);
+                unknown_fields(item, k, empty_lists_known, path, out);
                 path.truncate(len);
             }
         }
@@ -342,7 +363,9 @@ fn normalize_quantities(kind: &str, body: &mut Value) -> QResult {
             pod_spec_quantities(body.get_mut("spec"))?;
             pod_status_quantities(body.get_mut("status"))
         }
-        "Deployment" | "ReplicaSet" => pod_spec_quantities(body.pointer_mut("/spec/template/spec")),
+        "Deployment" | "ReplicaSet" | "Rollout" => {
+            pod_spec_quantities(body.pointer_mut("/spec/template/spec"))
+        }
         _ => Ok(()),
     }
 }
@@ -358,7 +381,25 @@ mod tests {
             json!({"a": {"b": 1, "x": 2, "n": null}, "l": [{"k": 1}, {"k": 1, "z": {}}], "top": 1});
         let known = json!({"a": {"b": 1}, "l": [{"k": 1}, {"k": 1}]});
         let mut out = Vec::new();
-        unknown_fields(&input, &known, &mut String::new(), &mut out);
+        unknown_fields(&input, &known, false, &mut String::new(), &mut out);
         assert_eq!(out, vec!["a.x", "l[1].z", "top"]);
+        let mut out = Vec::new();
+        let input = json!({"steps": [], "x": [], "a": {"b": []}});
+        unknown_fields(
+            &input,
+            &json!({"a": {}}),
+            true,
+            &mut String::new(),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        unknown_fields(
+            &input,
+            &json!({"a": {}}),
+            false,
+            &mut String::new(),
+            &mut out,
+        );
+        assert_eq!(out, vec!["steps", "x", "a.b"]);
     }
 }

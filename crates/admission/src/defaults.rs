@@ -243,6 +243,14 @@ pub fn deployment(d: &mut Deployment, shape: &mut Shape, _create: bool) {
     d.status.get_or_insert_with(DeploymentStatus::default);
 }
 
+/// Rollout (`slipway.dev/v1alpha1`): the Rollout's own defaults
+/// ([`slipway_rollout::defaults`]), and the pod template as a Deployment's. The status is
+/// left to the controller (a new Rollout has none, as a custom resource has none).
+pub fn rollout(r: &mut slipway_rollout::Rollout, shape: &mut Shape, _create: bool) {
+    slipway_rollout::defaults::rollout(r);
+    pod_template(&mut r.spec.template, shape, "/spec/template");
+}
+
 /// ReplicaSet (`apps/v1`): replicas 1, pod template.
 pub fn replica_set(rs: &mut ReplicaSet, shape: &mut Shape, _create: bool) {
     let spec = rs.spec.get_or_insert_with(Default::default);

@@ -211,8 +211,19 @@ fn same_content(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
-/// The label selector string of a workload, for `Scale.status.selector`.
+/// The label selector string of a workload, for `Scale.status.selector`. A Rollout reports
+/// it in `status.selector` (as a custom resource's `labelSelectorPath` names it); until its
+/// controller has, the spec's selector stands in.
 fn selector_string(obj: &Value) -> String {
+    if obj.get("kind").and_then(Value::as_str) == Some("Rollout")
+        && obj.get("apiVersion").and_then(Value::as_str) == Some("slipway.dev/v1alpha1")
+        && let Some(sel) = obj
+            .pointer("/status/selector")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    {
+        return sel.to_string();
+    }
     LabelSelector::from_object(obj.pointer("/spec/selector"))
         .map(|s| s.to_string())
         .unwrap_or_default()
@@ -471,6 +482,11 @@ impl Rest {
             "Service" => {
                 root.insert("status".into(), json!({"loadBalancer": {}}));
                 self.allocate_service(obj, None)?;
+            }
+            // As a custom resource with a status subresource: only the controller writes
+            // the status, through `/status`.
+            "Rollout" => {
+                root.remove("status");
             }
             _ => {}
         }
@@ -1427,9 +1443,18 @@ mod tests {
     }
 
     #[test]
-    fn cluster_ips_stay_in_loopback() {
-        let first: Vec<String> = cluster_ip_candidates().take(2).collect();
-        assert_eq!(first, vec!["127.96.0.1", "127.96.0.2"]);
-        assert!(cluster_ip_candidates().all(|ip| ip.starts_with("127.")));
+    fn cluster_ips_cover_the_range_once_from_a_random_start() {
+        // 127.96.0.0/11 minus the .0 and .255 addresses, each once.
+        let mut seen = std::collections::HashSet::new();
+        for ip in cluster_ip_candidates() {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            let o = ip.octets();
+            assert!(o[0] == 127 && (96..128).contains(&o[1]) && o[3] != 0 && o[3] != 255, "{ip}");
+            assert!(seen.insert(u32::from(ip)), "{ip} twice");
+        }
+        assert_eq!(seen.len(), (1 << 21) / 256 * 254);
+        let starts: std::collections::HashSet<String> =
+            (0..8).filter_map(|_| cluster_ip_candidates().next()).collect();
+        assert!(starts.len() > 1, "every allocation starts at the same address");
     }
 }

@@ -95,11 +95,10 @@ fn node_ports_are_allocated_from_the_range() {
     let nps: Vec<i64> = node_ports(&svc).into_iter().map(Option::unwrap).collect();
     assert!(nps.iter().all(|n| NODE_PORT_RANGE.contains(n)), "{nps:?}");
     assert_ne!(nps[0], nps[1]);
+    let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
     assert!(
-        svc["spec"]["clusterIP"]
-            .as_str()
-            .unwrap()
-            .starts_with("127.96.")
+        ip.octets()[0] == 127 && (96..128).contains(&ip.octets()[1]),
+        "{ip} is outside 127.96.0.0/11"
     );
     assert_eq!(svc["spec"]["externalTrafficPolicy"], "Cluster");
 }

@@ -26,6 +26,7 @@ pub mod pods;
 pub mod reconcile;
 pub mod replicas;
 pub mod replicaset;
+pub mod rollout;
 pub mod rollout_runs;
 pub mod runtime;
 pub mod spec;

@@ -9,6 +9,7 @@ use crate::gc::GarbageCollector;
 use crate::reconcile::deployment::DeploymentController;
 use crate::reconcile::endpoints::{EndpointsController, default_random};
 use crate::reconcile::replicaset::ReplicaSetController;
+use crate::reconcile::rollout::{NoExecutor, RolloutController, Runs, rollout_info};
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -206,9 +207,18 @@ const GC_RESOURCES: &[(&str, &str)] = &[
 ];
 
 /// Starts the informers and the controllers; returns once every cache is loaded and the
-/// workers run.
+/// workers run. Hooks and analyses of Rollouts wait for an executor: see
+/// [`start_with_runs`].
 pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
+    // Integration point: pass the real `crate::rollout_runs::RunExecutor` here once it
+    // implements `crate::reconcile::rollout::Runs`.
+    start_with_runs(client, clock, NoExecutor).await
+}
+
+/// [`start`] with the executor of Rollout hooks and analyses.
+pub async fn start_with_runs<C: Client, R: Runs>(client: C, clock: Clock, runs: R) -> Informers {
     let informers = Informers::default();
+    let rollouts = RolloutController::new(client.clone(), informers.clone(), clock.clone(), runs);
     let gc = GarbageCollector::new(client.clone(), informers.clone());
     let deployments = DeploymentController::new(client.clone(), informers.clone(), clock.clone());
     let replicasets = ReplicaSetController::new(client.clone(), informers.clone(), clock.clone());
@@ -224,6 +234,7 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
         };
         let (gc, dc, rc) = (gc.clone(), deployments.clone(), replicasets.clone());
         let ec = endpoints.clone();
+        let ro = rollouts.clone();
         let indexes = informers.clone();
         let informer = Informer::start(client.clone(), info, move |ev| {
             indexes.index(info, ev);
@@ -233,13 +244,18 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
                 "ReplicaSet" => {
                     dc.on_replica_set(ev);
                     rc.on_replica_set(ev);
+                    ro.on_replica_set(ev);
                 }
                 "Pod" => {
                     dc.on_pod(ev);
                     rc.on_pod(ev);
                     ec.on_pod(ev);
+                    ro.on_pod(ev);
                 }
-                "Service" => ec.on_service(ev),
+                "Service" => {
+                    ec.on_service(ev);
+                    ro.on_service(ev);
+                }
                 "Endpoints" => ec.on_endpoints(ev),
                 "EndpointSlice" => ec.on_slice(ev),
                 _ => {}
@@ -247,6 +263,28 @@ pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
         })
         .await;
         informers.insert(info, informer);
+    }
+    let rollouts_served = match rollout_info() {
+        None => false,
+        // The kind may be known to this build but not served yet: an informer would wait
+        // for its first list forever.
+        Some(info) => client.list(info, None).await.is_ok(),
+    };
+    if let (true, Some(info)) = (rollouts_served, rollout_info()) {
+        let (gc, ro) = (gc.clone(), rollouts.clone());
+        let indexes = informers.clone();
+        let informer = Informer::start(client.clone(), info, move |ev| {
+            indexes.index(info, ev);
+            gc.handle(info, ev);
+            ro.on_rollout(ev);
+        })
+        .await;
+        informers.insert(info, informer);
+        for _ in 0..WORKERS {
+            tokio::spawn(rollouts.clone().run());
+        }
+    } else {
+        tracing::debug!("the Rollout kind is not served; the rollout controller is not started");
     }
     tokio::spawn(gc.run());
     for _ in 0..WORKERS {

@@ -10,6 +10,7 @@ mod aggregated;
 mod legacy;
 pub mod model;
 mod openapi;
+mod rollout_schema;
 mod version;
 
 use serde_json::Value;

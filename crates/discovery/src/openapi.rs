@@ -7,9 +7,12 @@
 //! the kind with an `in: query` parameter named `fieldValidation`), and then sends
 //! `fieldValidation=Strict` instead of validating on the client.
 //!
-//! The schemas in `components.schemas` are permissive (`type: object`) placeholders. For
-//! that reason the PATCH request bodies deliberately do not list
-//! `application/strategic-merge-patch+json` (the server still accepts it): kubectl's
+//! The schemas in `components.schemas` are permissive (`type: object`) placeholders, except
+//! the Rollout's, which is complete (see `rollout_schema`) so that `kubectl explain` can
+//! describe Slipway's own kind. Because of the placeholders the PATCH request bodies
+//! deliberately do not list `application/strategic-merge-patch+json` (the server still
+//! accepts it for the built-in kinds; a Rollout, like a custom resource, takes JSON merge
+//! patches, which is what kubectl then sends for it): kubectl's
 //! client-side apply computes its strategic merge patch from the OpenAPI v3 schema whenever
 //! the PATCH operation advertises that media type, and from a property-less schema it would
 //! print `warning: error calculating patch from openapi v3 spec` or lose list merge keys.
@@ -129,6 +132,15 @@ fn schema_name(gvk: &Gvk) -> String {
         gvk.group.rsplit('.').collect::<Vec<_>>().join(".")
     };
     format!("{prefix}.{}.{}", gvk.version, gvk.kind)
+}
+
+/// The complete schema of kinds that have one: Slipway's own Rollout, which `kubectl
+/// explain` has no compiled-in description of.
+fn full_schema(gvk: &Gvk) -> Option<Value> {
+    match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
+        ("slipway.dev", "v1alpha1", "Rollout") => Some(crate::rollout_schema::rollout()),
+        _ => None,
+    }
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -305,16 +317,28 @@ impl DocumentBuilder {
         self.paths.insert(path, Value::Object(item));
     }
 
-    /// Registers a permissive object schema for `gvk` and returns a reference to it.
+    /// Registers the schema of `gvk` (the full one for kinds that have one, a permissive
+    /// object otherwise) and returns a reference to it.
     fn schema_for(&mut self, gvk: &Gvk, description: &str) -> Value {
         let name = schema_name(gvk);
-        self.schemas.entry(name.clone()).or_insert_with(|| {
-            json!({
-                "description": description,
-                "type": "object",
-                "x-kubernetes-group-version-kind": [gvk.to_json()],
-            })
-        });
+        self.schemas
+            .entry(name.clone())
+            .or_insert_with(|| match full_schema(gvk) {
+                Some(mut schema) => {
+                    if let Value::Object(map) = &mut schema {
+                        map.insert(
+                            "x-kubernetes-group-version-kind".into(),
+                            json!([gvk.to_json()]),
+                        );
+                    }
+                    schema
+                }
+                None => json!({
+                    "description": description,
+                    "type": "object",
+                    "x-kubernetes-group-version-kind": [gvk.to_json()],
+                }),
+            });
         schema_ref(&name)
     }
 
@@ -655,6 +679,11 @@ fn build_document(group: &str, version: &str) -> Value {
         builder.add_resource(info);
     }
     let mut schemas = builder.schemas;
+    if (group, version) == ("slipway.dev", "v1alpha1") {
+        for (name, schema) in crate::rollout_schema::components() {
+            schemas.entry(name.to_string()).or_insert(schema);
+        }
+    }
     for (name, description) in [
         (
             STATUS_SCHEMA,

@@ -455,3 +455,218 @@ fn content_hash_is_fnv1a_128() {
     assert_eq!(content_hash(b""), "6C62272E07BB014262B821756295C58D");
     assert_ne!(content_hash(b"a"), content_hash(b"b"));
 }
+
+mod rollout {
+    use super::*;
+
+    fn document() -> Value {
+        openapi_v3_document("apis/slipway.dev/v1alpha1").expect("slipway.dev is served")
+    }
+
+    fn rollout_schema(doc: &Value) -> &Value {
+        doc["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|s| {
+                s["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .is_some_and(|g| {
+                        g.contains(&json!({"group": "slipway.dev", "version": "v1alpha1", "kind": "Rollout"}))
+                    })
+            })
+            .expect("a schema for the Rollout kind")
+    }
+
+    /// Walks every field of `value` through `schema`; lists the paths the schema lacks.
+    fn missing(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+        if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true))
+            || schema.get("allOf").is_some()
+            || (schema["type"] == "object" && schema.get("properties").is_none())
+        {
+            return;
+        }
+        match value {
+            Value::Object(fields) => {
+                for (k, v) in fields {
+                    let p = format!("{path}.{k}");
+                    match schema["properties"].get(k) {
+                        Some(s) => missing(v, s, &p, out),
+                        None => out.push(p),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for v in items {
+                    missing(v, &schema["items"], &format!("{path}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A Rollout with every field of `slipway_rollout::types` set (each strategy member at
+    /// once, which the schema does not forbid).
+    fn everything() -> Value {
+        let hook = json!({"name": "h", "exec": {"container": "c", "command": ["x"], "args": ["y"],
+                          "env": [{"name": "A", "value": "b"}]},
+                          "http": {"url": "http://a", "method": "GET", "body": "b", "expectedStatus": 200},
+                          "timeoutSeconds": 1, "failurePolicy": "Retry",
+                          "retry": {"limit": 1, "backoffSeconds": 2}});
+        let analysis = json!({"checks": [{"name": "c", "interval": "1s", "count": 1, "failureLimit": 0,
+            "inconclusiveLimit": 0,
+            "proxy": {"service": "s", "metric": "errorRate", "max": 1.0, "maxRatioToStable": 2.0, "minRequests": 3},
+            "web": {"url": "http://a", "jsonPath": "x", "equals": {"any": [1]}, "max": 1.0, "min": 0.0},
+            "job": {"container": "c", "command": ["x"], "args": ["y"]}}]});
+        json!({
+            "apiVersion": "slipway.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+                "minReadySeconds": 1, "revisionHistoryLimit": 1, "paused": true,
+                "progressDeadlineSeconds": 9, "progressDeadlineAbort": true,
+                "strategy": {
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "1%"},
+                    "recreate": {},
+                    "blueGreen": {"activeService": "a", "previewService": "p", "autoPromotionEnabled": true,
+                        "autoPromotionSeconds": 1, "scaleDownDelaySeconds": 1, "previewReplicaCount": 1,
+                        "prePromotionAnalysis": analysis, "postPromotionAnalysis": analysis,
+                        "prePromotionHook": hook, "postPromotionHook": hook},
+                    "canary": {"stableService": "s", "canaryService": "c", "maxSurge": "1%", "maxUnavailable": 0,
+                        "steps": [{"setWeight": 1, "pause": {"duration": "1s"},
+                                   "setCanaryScale": {"replicas": 1, "weight": 1, "matchTrafficWeight": true},
+                                   "analysis": analysis, "hook": hook,
+                                   "setHeaderRoute": {"name": "r", "match": [{"headerName": "X", "headerValue": {"exact": "y"}}]}}],
+                        "analysis": analysis}
+                },
+                "hooks": {"pre": hook, "mid": hook, "post": hook, "onAbort": hook}
+            },
+            "status": {
+                "observedGeneration": 1, "phase": "Healthy", "message": "m", "replicas": 1,
+                "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1, "selector": "a=b",
+                "currentPodHash": "h", "stablePodHash": "h", "currentStepIndex": 1, "stepStartedAt": "t",
+                "weight": 1, "pauseConditions": [{"reason": "r", "startTime": "t"}], "abort": false,
+                "abortedAt": "t", "promoteFull": false, "promoteRequestedAt": "t",
+                "blueGreen": {"activeSelector": "a", "previewSelector": "p", "scaleDownAt": "t", "previousActiveHash": "h"},
+                "hooks": [{"name": "n", "kind": "pre", "podHash": "h", "phase": "Running", "attempts": 1,
+                           "startedAt": "t", "finishedAt": "t", "podName": "p", "exitCode": 0, "message": "m",
+                           "logTail": "l", "nextAttemptAt": "t"}],
+                "analysis": [{"name": "n", "podHash": "h", "phase": "Running", "message": "m",
+                              "checks": [{"name": "c", "successful": 1, "failed": 0, "inconclusive": 0,
+                                          "nextAt": "t", "lastValue": "1", "lastMessage": "m"}]}],
+                "collisionCount": 1,
+                "conditions": [{"type": "Progressing", "status": "True", "reason": "r", "message": "m",
+                                "lastUpdateTime": "t", "lastTransitionTime": "t"}]
+            }
+        })
+    }
+
+    #[test]
+    fn the_schema_describes_every_field_of_the_types() {
+        let full = everything();
+        // Every field above is a field of the Rust types (a round trip keeps all of it).
+        let typed: slipway_rollout::Rollout = serde_json::from_value(full.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), full);
+        let doc = document();
+        let schema = rollout_schema(&doc);
+        let mut out = Vec::new();
+        missing(&full, schema, "", &mut out);
+        assert!(out.is_empty(), "fields without a schema: {out:?}");
+    }
+
+    #[test]
+    fn explain_can_walk_to_documented_fields() {
+        let doc = document();
+        let schema = rollout_schema(&doc);
+        let canary =
+            &schema["properties"]["spec"]["properties"]["strategy"]["properties"]["canary"];
+        assert_eq!(canary["type"], "object");
+        assert!(canary["description"].as_str().unwrap().contains("step"));
+        let active = &schema["properties"]["spec"]["properties"]["strategy"]["properties"]["blueGreen"]
+            ["properties"]["activeService"];
+        assert_eq!(active["type"], "string");
+        assert!(
+            active["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("The Service that carries production traffic")
+        );
+        let weight = &canary["properties"]["steps"]["items"]["properties"]["setWeight"];
+        assert_eq!(weight["type"], "integer");
+        assert_eq!(
+            canary["properties"]["maxSurge"]["x-kubernetes-int-or-string"],
+            true
+        );
+        // Every reference resolves within the document.
+        fn refs(node: &Value, out: &mut Vec<String>) {
+            match node {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut all_refs = Vec::new();
+        refs(&doc, &mut all_refs);
+        assert!(all_refs.iter().any(|r| r.ends_with(".IntOrString")));
+        for r in all_refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "{r}");
+        }
+        // Every schema node with properties has a type and a description.
+        fn check(node: &Value, path: &str) {
+            if let Some(props) = node["properties"].as_object() {
+                for (k, v) in props {
+                    let p = format!("{path}.{k}");
+                    assert!(v["description"].is_string(), "{p} has no description");
+                    check(v, &p);
+                    check(&v["items"], &format!("{p}[]"));
+                }
+            }
+        }
+        check(schema, "");
+        // The built-in kinds keep their placeholders.
+        let apps = openapi_v3_document("apis/apps/v1").unwrap();
+        assert!(
+            apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]
+                .get("properties")
+                .is_none()
+        );
+        assert!(doc["components"]["schemas"]["dev.slipway.v1alpha1.Rollout"].is_object());
+        assert!(doc["components"]["schemas"]["io.k8s.api.autoscaling.v1.Scale"].is_object());
+    }
+
+    #[test]
+    fn rollouts_are_discovered() {
+        let named = aggregated(false, AggregatedVersion::V2);
+        let r = find_resource(&named, "slipway.dev", "v1alpha1", "rollouts");
+        assert_eq!(r["singularResource"], "rollout");
+        assert_eq!(r["shortNames"], json!(["ro"]));
+        assert!(r.get("categories").is_none());
+        let subs: Vec<&str> = r["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["subresource"].as_str().unwrap())
+            .collect();
+        assert_eq!(subs, ["status", "scale"]);
+        let list = api_resource_list("slipway.dev", "v1alpha1").unwrap();
+        assert_eq!(list["groupVersion"], "slipway.dev/v1alpha1");
+        let group = api_group("slipway.dev").unwrap();
+        assert_eq!(
+            group["preferredVersion"]["groupVersion"],
+            "slipway.dev/v1alpha1"
+        );
+        assert!(
+            openapi_v3_index()["paths"]
+                .as_object()
+                .unwrap()
+                .contains_key("apis/slipway.dev/v1alpha1")
+        );
+    }
+}

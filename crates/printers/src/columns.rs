@@ -124,6 +124,56 @@ pub const REPLICA_SET: &[Column] = &[
     SELECTOR,
 ];
 
+/// Rollout columns (`slipway.dev`): replica counts as a Deployment's, the phase, the canary
+/// step and weight; `-o wide` adds the strategy and the Deployment's wide columns.
+pub const ROLLOUT: &[Column] = &[
+    NAME,
+    col(
+        "Desired",
+        Integer,
+        "Number of pods the Rollout wants (spec.replicas).",
+    ),
+    col(
+        "Current",
+        Integer,
+        "Number of pods of the Rollout, old and new (status.replicas).",
+    ),
+    col(
+        "Up-to-date",
+        Integer,
+        "Pods that run the current pod template.",
+    ),
+    col(
+        "Available",
+        Integer,
+        "Pods that have been ready for at least minReadySeconds.",
+    ),
+    col(
+        "Status",
+        Text,
+        "Phase of the rollout: Progressing, Paused, Healthy, Degraded or Aborted.",
+    ),
+    col(
+        "Step",
+        Text,
+        "Canary: the step in progress out of all steps (status.currentStepIndex).",
+    ),
+    col(
+        "Weight",
+        Text,
+        "Canary: the percentage of traffic the canary receives now (status.weight).",
+    ),
+    AGE,
+    wide(
+        "Strategy",
+        Text,
+        "Canary, BlueGreen, RollingUpdate or Recreate.",
+    ),
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+
 /// Pod columns.
 pub const POD: &[Column] = &[
     NAME,

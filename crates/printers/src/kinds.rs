@@ -147,6 +147,53 @@ pub fn replica_set(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
     .into()
 }
 
+/// The strategy of a Rollout, by its set member.
+fn rollout_strategy(obj: &Value) -> &'static str {
+    [
+        ("canary", "Canary"),
+        ("blueGreen", "BlueGreen"),
+        ("rollingUpdate", "RollingUpdate"),
+        ("recreate", "Recreate"),
+    ]
+    .into_iter()
+    .find(|(key, _)| is_set(obj, &["spec", "strategy", key]))
+    .map_or("", |(_, name)| name)
+}
+
+/// Name, Desired, Current, Up-to-date, Available, Status, Step, Weight, Age, Strategy,
+/// Containers, Images, Selector. Step and Weight are `-` unless the strategy is a canary and
+/// the controller reported them.
+pub fn rollout(obj: &Value, now: DateTime<Utc>) -> RowCells<'_> {
+    let strategy = rollout_strategy(obj);
+    let is_canary = strategy == "Canary";
+    let steps = array_at(obj, &["spec", "strategy", "canary", "steps"]).len();
+    let step: Cell<'_> = match int_opt(obj, &["status", "currentStepIndex"]) {
+        Some(i) if is_canary => format!("{}/{steps}", i.min(steps as i64)).into(),
+        _ => "-".into(),
+    };
+    let weight: Cell<'_> = match int_opt(obj, &["status", "weight"]) {
+        Some(w) if is_canary => w.to_string().into(),
+        _ => "-".into(),
+    };
+    let (containers, images) = containers_and_images(obj);
+    vec![
+        name(obj),
+        desired_replicas(obj).into(),
+        int_at(obj, &["status", "replicas"]).into(),
+        int_at(obj, &["status", "updatedReplicas"]).into(),
+        int_at(obj, &["status", "availableReplicas"]).into(),
+        str_at(obj, &["status", "phase"]).into(),
+        step,
+        weight,
+        age(obj, now),
+        strategy.into(),
+        containers,
+        images,
+        label_selector_string(at(obj, &["spec", "selector"])).into(),
+    ]
+    .into()
+}
+
 /// A pod's `metadata`, `spec` and `status`, each looked up once (`null` when missing).
 #[derive(Clone, Copy)]
 struct PodParts<'a> {

@@ -69,6 +69,7 @@ fn printer(info: &ResourceInfo) -> Printer {
         ("", "ConfigMap") => (columns::CONFIG_MAP, kinds::config_map),
         ("", "Secret") => (columns::SECRET, kinds::secret),
         ("", "Event") => (columns::EVENT, kinds::event),
+        ("slipway.dev", "Rollout") => (columns::ROLLOUT, kinds::rollout),
         _ => (columns::DEFAULT, kinds::default),
     };
     Printer { columns, cells }

@@ -710,6 +710,105 @@ fn every_registry_kind_has_matching_cells_and_columns() {
     }
 }
 
+fn rollout(strategy: Value, status: Value) -> Value {
+    json!({
+        "apiVersion": "slipway.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "default", "creationTimestamp": ago(90)},
+        "spec": {"replicas": 5,
+                 "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "app", "image": "web:2"}]}},
+                 "strategy": strategy},
+        "status": status
+    })
+}
+
+#[test]
+fn rollout_table() {
+    let info = lookup("slipway.dev", "v1alpha1", "rollouts").unwrap();
+    let defs = column_definitions(info);
+    let cols: Vec<(String, u64)> = defs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["priority"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = [
+        ("Name", 0),
+        ("Desired", 0),
+        ("Current", 0),
+        ("Up-to-date", 0),
+        ("Available", 0),
+        ("Status", 0),
+        ("Step", 0),
+        ("Weight", 0),
+        ("Age", 0),
+        ("Strategy", 1),
+        ("Containers", 1),
+        ("Images", 1),
+        ("Selector", 1),
+    ]
+    .iter()
+    .map(|(n, p)| (n.to_string(), *p))
+    .collect();
+    assert_eq!(cols, want);
+    assert_eq!(defs[0]["format"], "name");
+
+    let canary = rollout(
+        json!({"canary": {"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}]}}),
+        json!({"phase": "Paused", "replicas": 6, "updatedReplicas": 1, "availableReplicas": 5,
+               "currentStepIndex": 1, "weight": 20}),
+    );
+    assert_eq!(
+        row(info, &canary, IncludeObject::None, now())["cells"],
+        json!([
+            "web", 5, 6, 1, 5, "Paused", "1/3", "20", "90s", "Canary", "app", "web:2", "app=web"
+        ])
+    );
+    // Before the controller reports anything.
+    let fresh = rollout(
+        json!({"canary": {"steps": [{"setWeight": 20}]}}),
+        json!(null),
+    );
+    assert_eq!(
+        row(info, &fresh, IncludeObject::None, now())["cells"],
+        json!([
+            "web", 5, 0, 0, 0, "", "-", "-", "90s", "Canary", "app", "web:2", "app=web"
+        ])
+    );
+    // Step and weight are canary-only.
+    for (strategy, name) in [
+        (json!({"blueGreen": {"activeService": "web"}}), "BlueGreen"),
+        (json!({"rollingUpdate": {}}), "RollingUpdate"),
+        (json!({"recreate": {}}), "Recreate"),
+    ] {
+        let obj = rollout(
+            strategy,
+            json!({"phase": "Healthy", "replicas": 5, "updatedReplicas": 5,
+                   "availableReplicas": 5, "currentStepIndex": 0, "weight": 100}),
+        );
+        let cells = row(info, &obj, IncludeObject::None, now())["cells"].clone();
+        assert_eq!(cells[5], "Healthy");
+        assert_eq!(cells[6], "-", "{name}");
+        assert_eq!(cells[7], "-", "{name}");
+        assert_eq!(cells[9], name);
+    }
+    // A step index past the end is clamped (done: steps.len()).
+    let done = rollout(
+        json!({"canary": {"steps": [{"setWeight": 20}]}}),
+        json!({"currentStepIndex": 4, "weight": 100}),
+    );
+    assert_eq!(
+        row(info, &done, IncludeObject::None, now())["cells"][6],
+        "1/1"
+    );
+}
+
 #[test]
 fn unknown_kinds_print_name_and_age() {
     let custom = ResourceInfo {

@@ -106,7 +106,11 @@ struct RouteSpec {
 /// a weight is not an integer in 0-100, or a route's header is not a valid header name or
 /// its value not a valid header value.
 pub fn parse_traffic_split(text: &str) -> Result<Option<TrafficSplit>, String> {
-    let spec: SplitSpec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("not a JSON object".into());
+    }
+    let spec = SplitSpec::deserialize(value).map_err(|e| e.to_string())?;
     let weights = match spec.weights {
         None => None,
         Some(w) => Some(

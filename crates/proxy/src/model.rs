@@ -93,6 +93,15 @@ pub struct TrafficSplit {
     pub header_routes: Vec<HeaderRoute>,
 }
 
+impl TrafficSplit {
+    /// The split weight of `group`: `None` without weights, 0 for a group not listed.
+    pub fn weight_of(&self, group: &str) -> Option<u32> {
+        self.weights
+            .as_ref()
+            .map(|w| w.get(group).copied().unwrap_or(0))
+    }
+}
+
 /// A request whose header `header` (name case-insensitive) has exactly the value `value`
 /// goes to the ready endpoints of `group`, or is routed normally when it has none.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -248,6 +248,7 @@ mod tests {
             serving: true,
             terminating: false,
             weight: 1,
+            group: String::new(),
         };
         // By uid, and by pod IP alone (manual endpoints), into the run's namespace.
         assert!(net.dial(&ep(Some("u1"), "127.128.0.9", port)).await.is_ok());

@@ -15,8 +15,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use slipway_proxy::{
-    AppProtocol, Balancing, DesiredState, Endpoint, Frontend, HostNetwork, PortState, Proxy,
-    ServiceKey, ServiceKind, ServiceState,
+    AppProtocol, Balancing, DesiredState, Endpoint, Frontend, HeaderRoute, HostNetwork, PortState,
+    Proxy, ServiceKey, ServiceKind, ServiceState, TrafficSplit,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -59,6 +59,7 @@ fn ep(addr: SocketAddr, uid: &str) -> Endpoint {
         serving: true,
         terminating: false,
         weight: 1,
+        group: String::new(),
     }
 }
 
@@ -107,6 +108,7 @@ fn with(
             frontends: vec![front(fe_port)],
             app_protocol: proto,
             endpoints,
+            split: None,
         }],
         session_affinity: None,
         balancing: Balancing::RoundRobin,
@@ -1290,13 +1292,15 @@ async fn zero_failures_under_swaps_and_drain() {
         while let Some(r) = clients.join_next().await {
             r.unwrap();
         }
-        let failed = failed.lock();
-        assert!(
-            failed.is_empty(),
-            "{} failed requests: {:?}",
-            failed.len(),
-            &failed[..failed.len().min(5)]
-        );
+        {
+            let failed = failed.lock();
+            assert!(
+                failed.is_empty(),
+                "{} failed requests: {:?}",
+                failed.len(),
+                &failed[..failed.len().min(5)]
+            );
+        }
         assert_eq!(done.load(Ordering::SeqCst), 2000);
         assert_eq!(g1[0].hits.load(Ordering::SeqCst), a1_hits_at_stop);
         // Keep-alive clients stay with their pods across swaps (the pods keep running);
@@ -1350,6 +1354,553 @@ async fn latency_comparison_printout() {
             "HTTP keep-alive p50: direct {direct:?}, through proxy {proxied:?}, added {:?}",
             proxied.saturating_sub(direct)
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Traffic split
+// ---------------------------------------------------------------------------------------
+
+fn in_group(mut e: Endpoint, group: &str) -> Endpoint {
+    e.group = group.into();
+    e
+}
+
+fn split(weights: &[(&str, u32)], routes: &[(&str, &str, &str)]) -> TrafficSplit {
+    TrafficSplit {
+        weights: Some(weights.iter().map(|(g, w)| (g.to_string(), *w)).collect()),
+        header_routes: routes
+            .iter()
+            .map(|(header, value, group)| HeaderRoute {
+                name: format!("route-{group}"),
+                header: header.to_string(),
+                value: value.to_string(),
+                group: group.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// `ns/<name>` with one port and a traffic split.
+fn split_state(
+    name: &str,
+    fe_port: u16,
+    proto: AppProtocol,
+    endpoints: Vec<Endpoint>,
+    split: TrafficSplit,
+) -> DesiredState {
+    with(name, "p", fe_port, proto, endpoints, |s| {
+        s.ports[0].split = Some(split)
+    })
+}
+
+/// Stable backends s1, s2 (group "stable") and canary c1 (group "canary").
+async fn canary_backends() -> [Backend; 3] {
+    [
+        http_backend("s1").await,
+        http_backend("s2").await,
+        http_backend("c1").await,
+    ]
+}
+
+fn canary_endpoints(b: &[Backend; 3]) -> Vec<Endpoint> {
+    vec![
+        in_group(ep(b[0].addr, "s1"), "stable"),
+        in_group(ep(b[1].addr, "s2"), "stable"),
+        in_group(ep(b[2].addr, "c1"), "canary"),
+    ]
+}
+
+/// Sends `n` GETs (with `headers`) on a keep-alive connection; the bodies in order.
+async fn bodies(c: &mut Client, n: usize, headers: &[(&str, &str)]) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut b = Request::get("/").header("host", "svc");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let (status, body) = c
+            .send(b.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+        out.push(body);
+    }
+    out
+}
+
+fn count(bodies: &[String], id: &str) -> usize {
+    bodies.iter().filter(|b| *b == id).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_http_share_is_exact_per_request_on_keep_alive_connections() {
+    deadline("http split share", 120, async {
+        let b = canary_backends().await;
+        let p = proxy();
+        let fp = free_port();
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                canary_endpoints(&b),
+                split(&[("stable", 80), ("canary", 20)], &[]),
+            ),
+        )
+        .await;
+        // 4 keep-alive connections, 2,500 requests each, concurrently.
+        let mut clients = JoinSet::new();
+        for _ in 0..4 {
+            clients.spawn(async move {
+                let mut c = Client::connect(fp).await.unwrap();
+                bodies(&mut c, 2500, &[]).await
+            });
+        }
+        let mut all = Vec::new();
+        let mut per_conn_canary = Vec::new();
+        while let Some(r) = clients.join_next().await {
+            let v = r.unwrap();
+            per_conn_canary.push(count(&v, "c1"));
+            all.extend(v);
+        }
+        assert_eq!(all.len(), 10_000);
+        let (s1, s2, c1) = (count(&all, "s1"), count(&all, "s2"), count(&all, "c1"));
+        let share = c1 as f64 / all.len() as f64 * 100.0;
+        println!(
+            "http split 80/20 over 10000 requests: s1 {s1} s2 {s2} c1 {c1} (canary {share:.2}%), \
+             canary per connection {per_conn_canary:?}"
+        );
+        assert!((share - 20.0).abs() <= 0.5, "canary share {share}%");
+        assert_eq!(c1, 2000, "smooth weighted round robin is exact");
+        assert_eq!((s1, s2), (4000, 4000), "stable endpoints share equally");
+        // Every connection reached the canary: no connection pinning under weights.
+        assert!(per_conn_canary.iter().all(|c| *c > 0), "{per_conn_canary:?}");
+
+        // Metrics carry the group as pod_hash.
+        let m = p.metrics_text();
+        let c_labels = format!(
+            "namespace=\"ns\",service=\"web\",port=\"p\",endpoint=\"{}\",pod_uid=\"c1\",pod_hash=\"canary\"",
+            b[2].addr
+        );
+        assert_eq!(
+            metric_value(
+                &m,
+                &format!("slipway_proxy_requests_total{{{c_labels},code=\"2xx\"}}")
+            ),
+            Some(2000.0),
+            "{m}"
+        );
+        let st = p.state_json();
+        assert_eq!(
+            st["services"][0]["ports"][0]["trafficSplit"]["weights"]["canary"],
+            20,
+            "{st}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_tcp_share_of_new_connections_is_exact() {
+    deadline("tcp split share", 120, async {
+        let b = [
+            tcp_backend("s1").await,
+            tcp_backend("s2").await,
+            tcp_backend("c1").await,
+        ];
+        let p = proxy();
+        let fp = free_port();
+        let eps = vec![
+            in_group(ep(b[0].addr, "s1"), "stable"),
+            in_group(ep(b[1].addr, "s2"), "stable"),
+            in_group(ep(b[2].addr, "c1"), "canary"),
+        ];
+        // Header routes are ignored in TCP mode.
+        let sp = split(
+            &[("stable", 80), ("canary", 20)],
+            &[("x-canary", "1", "canary")],
+        );
+        apply_ok(&p, split_state("raw", fp, AppProtocol::Tcp, eps, sp)).await;
+        let mut seen = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            let (s, banner) = tcp_banner(fp).await;
+            drop(s);
+            seen.push(banner);
+        }
+        let (s1, s2, c1) = (count(&seen, "s1"), count(&seen, "s2"), count(&seen, "c1"));
+        let share = c1 as f64 / 10.0;
+        println!(
+            "tcp split 80/20 over 1000 connections: s1 {s1} s2 {s2} c1 {c1} (canary {share:.1}%)"
+        );
+        assert!((share - 20.0).abs() <= 1.0, "canary share {share}%");
+        assert_eq!((s1, s2, c1), (400, 400, 200));
+        for (i, w) in seen.chunks(5).enumerate() {
+            assert_eq!(count(w, "c1"), 1, "window {i} not interleaved: {w:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_weight_change_applies_from_the_next_request() {
+    deadline("weight change", 60, async {
+        let b = canary_backends().await;
+        let p = proxy();
+        let fp = free_port();
+        let at = |w: u32| {
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                canary_endpoints(&b),
+                split(&[("stable", 100 - w), ("canary", w)], &[]),
+            )
+        };
+        apply_ok(&p, at(20)).await;
+        let mut c = Client::connect(fp).await.unwrap();
+        let before = bodies(&mut c, 100, &[]).await;
+        assert_eq!(count(&before, "c1"), 20);
+        apply_ok(&p, at(50)).await;
+        // Same keep-alive connection: every pair of requests from the next one on holds one
+        // canary request (at 20% the first pair after a change holds none).
+        let after = bodies(&mut c, 100, &[]).await;
+        for (i, pair) in after.chunks(2).enumerate() {
+            assert_eq!(count(pair, "c1"), 1, "pair {i} after the change: {pair:?}");
+        }
+        assert_eq!(count(&after, "s1"), 25);
+        apply_ok(&p, at(0)).await;
+        let none = bodies(&mut c, 50, &[]).await;
+        assert_eq!(count(&none, "c1"), 0, "canary at 0%");
+        apply_ok(&p, at(100)).await;
+        let all = bodies(&mut c, 50, &[]).await;
+        assert_eq!(count(&all, "c1"), 50, "canary at 100%");
+        println!(
+            "weight change: 20% -> {}/100, 50% -> {}/100",
+            count(&before, "c1"),
+            count(&after, "c1")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_skips_groups_without_candidates() {
+    deadline("groups without candidates", 60, async {
+        let b = canary_backends().await;
+        let c2 = http_backend("c2").await;
+        let p = proxy();
+        let fp = free_port();
+        let sp = || split(&[("stable", 80), ("canary", 20)], &[]);
+        // The canary is not ready: everything to stable, nothing fails.
+        let mut eps = canary_endpoints(&b);
+        eps[2] = conditions(eps[2].clone(), false, false, false);
+        apply_ok(&p, split_state("web", fp, AppProtocol::Http, eps, sp())).await;
+        let mut c = Client::connect(fp).await.unwrap();
+        let v = bodies(&mut c, 200, &[]).await;
+        assert_eq!(
+            (count(&v, "s1"), count(&v, "s2"), count(&v, "c1")),
+            (100, 100, 0)
+        );
+
+        // Stable unready, canary ready: all to the canary (on new connections too).
+        let mut eps = canary_endpoints(&b);
+        eps[0] = conditions(eps[0].clone(), false, false, false);
+        eps[1] = conditions(eps[1].clone(), false, true, true);
+        apply_ok(&p, split_state("web", fp, AppProtocol::Http, eps, sp())).await;
+        let v = bodies(&mut c, 50, &[]).await;
+        assert_eq!(count(&v, "c1"), 50);
+        for _ in 0..5 {
+            assert_eq!(get_body(fp).await, "c1");
+        }
+
+        // Two canaries; one is drained (no apply): the other takes the whole canary share.
+        let mut eps = canary_endpoints(&b);
+        eps.push(in_group(ep(c2.addr, "c2"), "canary"));
+        apply_ok(
+            &p,
+            split_state("web", fp, AppProtocol::Http, eps.clone(), sp()),
+        )
+        .await;
+        let v = bodies(&mut c, 100, &[]).await;
+        assert_eq!((count(&v, "c1"), count(&v, "c2")), (10, 10), "{v:?}");
+        let out = p.drain("c1", Duration::from_secs(5)).await;
+        assert!(!out.timed_out, "{out:?}");
+        let v = bodies(&mut c, 500, &[]).await;
+        assert_eq!(
+            (count(&v, "c1"), count(&v, "c2")),
+            (0, 100),
+            "computed at pick time"
+        );
+        // Both drained: 100% stable, no failures.
+        let out = p.drain("c2", Duration::from_secs(5)).await;
+        assert!(!out.timed_out, "{out:?}");
+        let v = bodies(&mut c, 100, &[]).await;
+        assert_eq!(count(&v, "s1") + count(&v, "s2"), 100);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_with_zero_weights_falls_back_and_unlisted_groups_get_nothing() {
+    deadline("zero weights", 60, async {
+        let b = canary_backends().await;
+        let old = http_backend("o1").await;
+        let p = proxy();
+        let fp = free_port();
+        let mut eps = canary_endpoints(&b);
+        eps.push(in_group(ep(old.addr, "o1"), "old"));
+        // "old" is not listed: no traffic while listed groups have candidates.
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                eps.clone(),
+                split(&[("stable", 80), ("canary", 20)], &[]),
+            ),
+        )
+        .await;
+        let mut c = Client::connect(fp).await.unwrap();
+        let v = bodies(&mut c, 100, &[]).await;
+        assert_eq!((count(&v, "o1"), count(&v, "c1")), (0, 20));
+        // All weights 0: plain round robin over every ready endpoint.
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                eps.clone(),
+                split(&[("stable", 0), ("canary", 0)], &[]),
+            ),
+        )
+        .await;
+        let v = bodies(&mut c, 100, &[]).await;
+        for id in ["s1", "s2", "c1", "o1"] {
+            assert_eq!(count(&v, id), 25, "{id} in {v:?}");
+        }
+        // Listed groups without candidates: the unlisted group serves rather than 503.
+        let mut eps2 = eps.clone();
+        for e in &mut eps2[..3] {
+            e.ready = false;
+            e.serving = false;
+        }
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                eps2,
+                split(&[("stable", 80), ("canary", 20)], &[]),
+            ),
+        )
+        .await;
+        let v = bodies(&mut c, 10, &[]).await;
+        assert_eq!(count(&v, "o1"), 10);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_route_sends_matching_requests_to_its_group() {
+    deadline("header route", 60, async {
+        let b = canary_backends().await;
+        let p = proxy();
+        let fp = free_port();
+        let routes = [("x-nope", "1", "missing"), ("X-Canary", "always", "canary")];
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                canary_endpoints(&b),
+                split(&[("stable", 80), ("canary", 20)], &routes),
+            ),
+        )
+        .await;
+        let mut c = Client::connect(fp).await.unwrap();
+        let mut matching = Vec::new();
+        let mut others = Vec::new();
+        for _ in 0..100 {
+            matching.extend(bodies(&mut c, 1, &[("x-canary", "always")]).await);
+            others.extend(bodies(&mut c, 1, &[]).await);
+            // Exact value only.
+            others.extend(bodies(&mut c, 1, &[("x-canary", "Always")]).await);
+        }
+        assert_eq!(
+            count(&matching, "c1"),
+            100,
+            "every matching request to the canary"
+        );
+        assert_eq!(
+            count(&others, "c1"),
+            40,
+            "the others per weights: {others:?}"
+        );
+        println!(
+            "header route: matching {}/100 to canary; others {}/200 to canary",
+            count(&matching, "c1"),
+            count(&others, "c1")
+        );
+
+        // Dark launch: canary weight 0, the header still reaches it.
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Sniff,
+                canary_endpoints(&b),
+                split(&[("stable", 100), ("canary", 0)], &routes),
+            ),
+        )
+        .await;
+        let mut c = Client::connect(fp).await.unwrap();
+        for _ in 0..20 {
+            assert_eq!(bodies(&mut c, 1, &[("X-CANARY", "always")]).await, ["c1"]);
+            assert_ne!(bodies(&mut c, 1, &[]).await, ["c1"]);
+        }
+
+        // The canary not ready: matching requests are routed normally.
+        let mut eps = canary_endpoints(&b);
+        eps[2].ready = false;
+        eps[2].serving = false;
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                eps,
+                split(&[("stable", 80), ("canary", 20)], &routes),
+            ),
+        )
+        .await;
+        let v = bodies(&mut c, 20, &[("x-canary", "always")]).await;
+        assert_eq!(count(&v, "s1") + count(&v, "s2"), 20);
+
+        // Routes without weights: non-matching requests keep their connection's pin, and a
+        // matching one neither uses nor moves it.
+        let routes_only = TrafficSplit {
+            weights: None,
+            ..split(&[], &routes)
+        };
+        apply_ok(
+            &p,
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                canary_endpoints(&b),
+                routes_only,
+            ),
+        )
+        .await;
+        let mut c = Client::connect(fp).await.unwrap();
+        let first = bodies(&mut c, 1, &[]).await.remove(0);
+        for _ in 0..10 {
+            assert_eq!(bodies(&mut c, 1, &[("x-canary", "always")]).await, ["c1"]);
+            assert_eq!(bodies(&mut c, 1, &[]).await, [first.as_str()], "pin kept");
+        }
+    })
+    .await;
+}
+
+/// 8 keep-alive clients, 2000 requests, the weights changed 20 times: no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_zero_failures_while_weights_change() {
+    deadline("split zero failures", 120, async {
+        let b = canary_backends().await;
+        let p = proxy();
+        let fp = free_port();
+        let at = |w: u32| {
+            split_state(
+                "web",
+                fp,
+                AppProtocol::Http,
+                canary_endpoints(&b),
+                split(
+                    &[("stable", 100 - w), ("canary", w)],
+                    &[("x-canary", "1", "canary")],
+                ),
+            )
+        };
+        apply_ok(&p, at(0)).await;
+        let (progress, watch) = tokio::sync::watch::channel(0usize);
+        let progress = Arc::new(progress);
+        let failed = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+        let mut clients = JoinSet::new();
+        for k in 0..8 {
+            let (progress, failed) = (progress.clone(), failed.clone());
+            clients.spawn(async move {
+                let mut c = Client::connect(fp).await.unwrap();
+                for i in 0..250 {
+                    let mut req = Request::get("/").header("host", "svc");
+                    if (k + i) % 10 == 0 {
+                        req = req.header("x-canary", "1");
+                    }
+                    match c.send(req.body(Full::new(Bytes::new())).unwrap()).await {
+                        Ok((StatusCode::OK, _)) => {}
+                        Ok((s, b)) => failed.lock().push(format!("{s}: {b}")),
+                        Err(e) => failed.lock().push(e),
+                    }
+                    progress.send_modify(|n| *n += 1);
+                }
+            });
+        }
+        for i in 0..20u32 {
+            let target = (i as usize + 1) * 90;
+            let mut w = watch.clone();
+            w.wait_for(|n| *n >= target.min(1990)).await.unwrap();
+            apply_ok(&p, at((i * 35) % 101)).await;
+        }
+        while let Some(r) = clients.join_next().await {
+            r.unwrap();
+        }
+        let failed = failed.lock();
+        assert!(
+            failed.is_empty(),
+            "{} failed requests: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        assert_eq!(*watch.borrow(), 2000);
+        let hits: Vec<usize> = b.iter().map(|b| b.hits.load(Ordering::SeqCst)).collect();
+        println!("weights changed 20 times under 8 clients: hits s1/s2/c1 {hits:?}");
+        assert_eq!(hits.iter().sum::<usize>(), 2000);
+        assert!(hits.iter().all(|h| *h > 0), "{hits:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_group_shares_hold_with_least_connections() {
+    deadline("split least connections", 60, async {
+        let b = canary_backends().await;
+        let p = proxy();
+        let fp = free_port();
+        let mut s = split_state(
+            "web",
+            fp,
+            AppProtocol::Http,
+            canary_endpoints(&b),
+            split(&[("stable", 70), ("canary", 30)], &[]),
+        );
+        s.services.values_mut().for_each(|v| {
+            v.balancing = Balancing::LeastConnections;
+        });
+        apply_ok(&p, s).await;
+        let mut c = Client::connect(fp).await.unwrap();
+        let v = bodies(&mut c, 1000, &[]).await;
+        assert_eq!(count(&v, "c1"), 300);
+        assert_eq!(count(&v, "s1") + count(&v, "s2"), 700);
+        assert!(count(&v, "s1") > 0 && count(&v, "s2") > 0, "{v:?}");
     })
     .await;
 }

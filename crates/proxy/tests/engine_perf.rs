@@ -43,6 +43,7 @@ fn state(fp: u16, proto: AppProtocol, backends: &[SocketAddr]) -> DesiredState {
                 serving: true,
                 terminating: false,
                 weight: 1,
+                group: String::new(),
             }
         })
         .collect();
@@ -59,6 +60,7 @@ fn state(fp: u16, proto: AppProtocol, backends: &[SocketAddr]) -> DesiredState {
                     frontends: vec![Frontend::Host(SocketAddrV4::new(Ipv4Addr::LOCALHOST, fp))],
                     app_protocol: proto,
                     endpoints,
+                    split: None,
                 }],
                 session_affinity: None,
                 balancing: Balancing::RoundRobin,

@@ -99,9 +99,12 @@ fn strategy(s: &mut RolloutStrategy) {
         bg.auto_promotion_enabled.get_or_insert(true);
         bg.scale_down_delay_seconds
             .get_or_insert(SCALE_DOWN_DELAY_SECONDS);
-        for a in [&mut bg.pre_promotion_analysis, &mut bg.post_promotion_analysis]
-            .into_iter()
-            .flatten()
+        for a in [
+            &mut bg.pre_promotion_analysis,
+            &mut bg.post_promotion_analysis,
+        ]
+        .into_iter()
+        .flatten()
         {
             analysis(a, 1);
         }

@@ -1,6 +1,8 @@
 //! The `slipway` binary: command-line parsing and wiring; everything else lives in the
 //! component crates.
 
+mod rollout_cli;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ enum Command {
         #[arg(long, default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// Rollouts: get (live view), set image, promote, abort, retry, undo, pause, resume,
+    /// status (the same commands as the `kubectl slipway` plugin).
+    Rollout(rollout_cli::RolloutArgs),
     /// The service proxy (started and adopted by `slipway serve`; see docs/services.md).
     #[command(hide = true)]
     Proxy {
@@ -135,6 +140,7 @@ fn main() -> anyhow::Result<()> {
         Command::Shim { .. } | Command::Sample { .. } | Command::Nsexec { .. } => {
             unreachable!("handled above")
         }
+        Command::Rollout(args) => std::process::exit(rollout_cli::run(args)),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig");
             let text = std::fs::read_to_string(&path).with_context(|| {

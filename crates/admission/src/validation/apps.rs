@@ -120,8 +120,9 @@ fn label_selector(sel: &LabelSelector, path: &Path, errs: &mut Errors) {
     }
 }
 
-/// The selector checks and template checks shared by Deployment and ReplicaSet specs.
-fn selector_and_template(
+/// The selector checks and template checks shared by Deployment, ReplicaSet and Rollout
+/// specs.
+pub(super) fn selector_and_template(
     selector: Option<&LabelSelector>,
     template: &PodTemplateSpec,
     path: &Path,
@@ -395,7 +396,7 @@ fn replica_set_status(s: &ReplicaSetStatus, errs: &mut Errors) {
     );
 }
 
-fn selector_immutable(new: &LabelSelector, old: &LabelSelector, errs: &mut Errors) {
+pub(super) fn selector_immutable(new: &LabelSelector, old: &LabelSelector, errs: &mut Errors) {
     if new != old {
         errs.push(FieldError::invalid(
             "spec.selector",

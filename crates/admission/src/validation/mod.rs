@@ -6,6 +6,7 @@ mod apps;
 mod core_kinds;
 pub mod meta;
 mod pod;
+mod rollout;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Pod, Secret, Service};
@@ -155,6 +156,7 @@ pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result
             apps::replica_set(n, o, has_selector(new))
         })?,
         "EndpointSlice" => run::<EndpointSlice>(info, new, old, core_kinds::endpoint_slice)?,
+        "Rollout" => run::<slipway_rollout::Rollout>(info, new, old, rollout::rollout)?,
         _ => generic(info, new, old)?,
     };
     if errs.is_empty() {

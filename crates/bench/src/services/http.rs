@@ -146,7 +146,7 @@ impl Client {
             )),
         };
         match &result {
-            Ok(r) if !close && !r.close => {}
+            Ok(r) if !close && !r.close && r.status == 200 => {}
             _ => self.disconnect(),
         }
         let r = result?;
@@ -349,7 +349,7 @@ mod tests {
     #[tokio::test]
     async fn frames_length_chunked_and_errors() {
         let addr = serve_once(vec![
-            b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n{\"id\":\"rg-1\",\"version\":\"2.0\"}",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 29\r\n\r\n{\"id\":\"rg-1\",\"version\":\"2.0\"}",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\nno",
         ])

@@ -149,7 +149,9 @@ impl InProcessProxy {
                         serving: true,
                         terminating: false,
                         weight: 1,
+                        ..Endpoint::default()
                     }],
+                    ..PortState::default()
                 }],
                 ..ServiceState::default()
             },

@@ -13,6 +13,53 @@
 //!   `Failed`, `Ignored` for hooks; `Successful`, `Failed`, `Inconclusive` for analyses)
 //!   is never run again: after a restart of Slipway the status is the memory.
 //! - The planner decides what a final record means (continue, abort, pause).
+//!
+//! Pieces: [`RunExecutor`] (the executor), [`TrafficMetrics`] with [`PrometheusTextMetrics`]
+//! (proxy metrics for `proxy` checks), [`HttpProbe`] with [`LoopbackHttp`] (HTTP hooks and
+//! `web` checks; loopback only, Service names resolved to their ClusterIP by the executor).
+//!
+//! Hook pods are named `<rollout>-hook-<kind>-<name>-<podhash>-<attempt>`, job-check pods
+//! `<rollout>-job-<analysis>-<check>-<podhash>-<n>` (lowercased, cut to 63 characters with a
+//! hash suffix when longer); both carry the template's labels minus the selector's keys,
+//! `slipway.dev/rollout=<name>`, and `slipway.dev/hook=<kind>` or
+//! `slipway.dev/analysis=<name>`, and a non-controller owner reference to the Rollout.
+//!
+//! Hooks: an attempt fails on a non-zero exit, a failed pod, a non-matching HTTP status,
+//! an HTTP error, or its `timeoutSeconds` (the pod is then deleted). `logTail` holds the
+//! container's termination message when there is one (the API has no log call here).
+//!
+//! Analyses: every check measures when its `nextAt` is due (at once when it starts), then
+//! every `interval` on schedule; `advance` returns the time to the earliest due
+//! measurement, retry or poll (1 s while a pod runs, 100 ms while an HTTP call is in
+//! flight), so a failing measurement is seen within an interval. A proxy check's first
+//! measurement only takes the baseline; then the canary group's delta is judged (fewer than
+//! `minRequests`: inconclusive; proxy metrics unavailable: inconclusive). A web check fails
+//! on an HTTP error, a non-2xx status, a body that is not JSON, or nothing at `jsonPath`;
+//! it waits at most its interval (1-10 s). A job check's pod may run 300 s.
+//!
+//! What is kept in memory only (and rebuilt after a restart): HTTP calls in flight (a
+//! running HTTP hook attempt is re-sent after a restart) and the previous proxy sample of
+//! each proxy check (after a restart the next measurement takes a fresh baseline and is not
+//! counted).
+
+mod analysis;
+mod executor;
+mod hooks;
+mod http;
+mod metrics;
+mod podspec;
+mod runs_impl;
+mod util;
+
+pub use analysis::{Verdict, json_lookup};
+pub use executor::RunExecutor;
+pub use http::{HttpProbe, LoopbackHttp};
+pub use metrics::{
+    FetchText, GroupSample, PromLine, PrometheusTextMetrics, TrafficMetrics, histogram_quantile,
+    parse_groups, parse_line,
+};
+pub use podspec::{ANALYSIS_LABEL, HOOK_LABEL, ROLLOUT_LABEL};
+pub use util::parse_duration;
 
 use slipway_rollout::{Analysis, Hook};
 

@@ -320,3 +320,234 @@ fn same_inputs_give_the_same_state() {
         "sorted"
     );
 }
+
+/// A pod (not running) with a `pod-template-hash` label.
+fn labelled(uid: &str, hash: &str) -> Arc<Value> {
+    Arc::new(json!({
+        "metadata": {"name": format!("pod-{uid}"), "namespace": "default", "uid": uid,
+                     "labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: hash}},
+        "status": {"phase": "Pending"},
+    }))
+}
+
+fn annotated(name: &str, annotation: &str, spec: Value) -> Arc<Value> {
+    let mut v = (*svc(name, spec)).clone();
+    v["metadata"]["annotations"] = json!({TRAFFIC_SPLIT_ANNOTATION: annotation});
+    Arc::new(v)
+}
+
+#[test]
+fn traffic_split_annotation_parses() {
+    let full = TrafficSplit {
+        weights: Some(BTreeMap::from([("s1".into(), 80), ("c1".into(), 20)])),
+        header_routes: vec![HeaderRoute {
+            name: "beta".into(),
+            header: "X-Canary".into(),
+            value: "always".into(),
+            group: "c1".into(),
+        }],
+    };
+    let only_routes = TrafficSplit {
+        weights: None,
+        ..full.clone()
+    };
+    let only_weights = TrafficSplit {
+        header_routes: Vec::new(),
+        ..full.clone()
+    };
+    let zero = TrafficSplit {
+        weights: Some(BTreeMap::from([("s1".into(), 0), ("c1".into(), 100)])),
+        header_routes: Vec::new(),
+    };
+    let route = r#"{"name": "beta", "header": "X-Canary", "value": "always", "podHash": "c1"}"#;
+    let cases: Vec<(String, Result<Option<TrafficSplit>, ()>)> = vec![
+        (
+            format!(r#"{{"weights": {{"s1": 80, "c1": 20}}, "headerRoutes": [{route}]}}"#),
+            Ok(Some(full.clone())),
+        ),
+        (
+            format!(r#"{{"headerRoutes": [{route}]}}"#),
+            Ok(Some(only_routes)),
+        ),
+        (
+            r#"{"weights": {"s1": 80, "c1": 20}, "headerRoutes": []}"#.into(),
+            Ok(Some(only_weights.clone())),
+        ),
+        (
+            r#"{"weights": {"s1": 80, "c1": 20}, "extra": true}"#.into(),
+            Ok(Some(only_weights)),
+        ),
+        (
+            r#"{"weights": {"s1": 0, "c1": 100}}"#.into(),
+            Ok(Some(zero)),
+        ),
+        (
+            r#"{"weights": {}}"#.into(),
+            Ok(Some(TrafficSplit {
+                weights: Some(BTreeMap::new()),
+                header_routes: Vec::new(),
+            })),
+        ),
+        ("{}".into(), Ok(None)),
+        (r#"{"weights": null, "headerRoutes": null}"#.into(), Ok(None)),
+        ("not json".into(), Err(())),
+        ("[]".into(), Err(())),
+        (r#"{"weights": {"s1": 101}}"#.into(), Err(())),
+        (r#"{"weights": {"s1": -1}}"#.into(), Err(())),
+        (r#"{"weights": {"s1": 12.5}}"#.into(), Err(())),
+        (r#"{"weights": {"s1": "80"}}"#.into(), Err(())),
+        (r#"{"weights": [80, 20]}"#.into(), Err(())),
+        (
+            r#"{"headerRoutes": [{"name": "r", "header": "X-A", "value": "1"}]}"#.into(),
+            Err(()),
+        ),
+        (
+            r#"{"headerRoutes": [{"name": "r", "header": "X A", "value": "1", "podHash": "c1"}]}"#
+                .into(),
+            Err(()),
+        ),
+        (
+            r#"{"headerRoutes": [{"name": "r", "header": "X-A", "value": "a\nb", "podHash": "c1"}]}"#
+                .into(),
+            Err(()),
+        ),
+    ];
+    for (text, want) in cases {
+        let got = parse_traffic_split(&text).map_err(|_| ());
+        assert_eq!(got, want, "annotation {text}");
+    }
+}
+
+#[test]
+fn endpoints_get_groups_from_pod_labels_and_the_split_applies_by_group() {
+    let annotation = r#"{"weights": {"s1": 80, "c1": 20},
+        "headerRoutes": [{"name": "beta", "header": "x-canary", "value": "1", "podHash": "c1"}]}"#;
+    let services = [annotated(
+        "web",
+        annotation,
+        json!({"clusterIP": "127.96.0.20", "ports": [
+            {"name": "http", "port": 80}, {"name": "admin", "port": 81}]}),
+    )];
+    let mut manual = json!({"addresses": ["127.128.0.9"], "conditions": {"ready": true}});
+    manual["targetRef"] = json!({"kind": "Service", "name": "x", "uid": "x"});
+    let slices = [slice(
+        "web",
+        json!([{"name": "http", "port": 8080}, {"name": "admin", "port": 8081}]),
+        json!([
+            ep("127.128.0.2", "a", true, false),
+            ep("127.128.0.3", "b", true, false),
+            ep("127.128.0.4", "c", true, false),
+            ep("127.128.0.5", "old", true, false),
+            ep("127.128.0.6", "nolabel", true, false),
+            ep("127.128.0.7", "gone", true, false),
+            manual,
+        ]),
+    )];
+    let mut bare = (*labelled("nolabel", "")).clone();
+    bare["metadata"]["labels"] = json!({"app": "web"});
+    let pods = [
+        labelled("a", "s1"),
+        labelled("b", "s1"),
+        labelled("c", "c1"),
+        labelled("old", "o0"),
+        Arc::new(bare),
+    ];
+    let s = state(&services, &slices, &pods, &HashMap::new());
+    let web = &s.services[&key("web")];
+    assert_eq!(web.ports.len(), 2);
+    for port in &web.ports {
+        let split = port.split.as_ref().expect("every port carries the split");
+        assert_eq!(split.header_routes.len(), 1);
+        assert_eq!(split.header_routes[0].group, "c1");
+        // (ip, group, split weight of the group)
+        let mut got: Vec<_> = port
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.ip.to_string(),
+                    e.group.as_str(),
+                    split.weight_of(&e.group),
+                    e.weight,
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("127.128.0.2".into(), "s1", Some(80), 1),
+                ("127.128.0.3".into(), "s1", Some(80), 1),
+                ("127.128.0.4".into(), "c1", Some(20), 1),
+                ("127.128.0.5".into(), "o0", Some(0), 1),
+                ("127.128.0.6".into(), "", Some(0), 1),
+                ("127.128.0.7".into(), "", Some(0), 1),
+                ("127.128.0.9".into(), "", Some(0), 1),
+            ],
+            "port {}",
+            port.name
+        );
+    }
+}
+
+#[test]
+fn invalid_traffic_split_is_ignored_as_a_whole() {
+    let spec = json!({"clusterIP": "127.96.0.21", "ports": [{"port": 80}]});
+    let slices = [slice(
+        "bad-weight",
+        json!([{"port": 8080}]),
+        json!([ep("127.128.0.2", "a", true, false)]),
+    )];
+    let pods = [labelled("a", "s1")];
+    for (name, text) in [
+        (
+            "bad-weight",
+            r#"{"weights": {"s1": 150}, "headerRoutes": [{"name": "r", "header": "x-a", "value": "1", "podHash": "s1"}]}"#,
+        ),
+        ("bad-json", r#"{"weights": {"s1": 80"#),
+        (
+            "bad-route",
+            r#"{"weights": {"s1": 80}, "headerRoutes": [{"header": "x-a"}]}"#,
+        ),
+    ] {
+        let services = [annotated(name, text, spec.clone())];
+        let s = state(&services, &slices, &pods, &HashMap::new());
+        let port = &s.services[&key(name)].ports[0];
+        assert_eq!(port.split, None, "{name}: ignored");
+        if name == "bad-weight" {
+            assert_eq!(port.endpoints[0].group, "s1", "groups still set");
+            assert_eq!(port.endpoints[0].weight, 1);
+        }
+    }
+    // No annotation, or a non-string one: no split either.
+    let mut v = (*svc("plain", spec.clone())).clone();
+    v["metadata"]["annotations"] = json!({TRAFFIC_SPLIT_ANNOTATION: {"weights": {"s1": 1}}});
+    let s = state(&[Arc::new(v)], &[], &[], &HashMap::new());
+    assert_eq!(s.services[&key("plain")].ports[0].split, None);
+}
+
+#[test]
+fn split_states_compare_by_value() {
+    let text = r#"{"weights": {"s1": 80, "c1": 20}}"#;
+    let spec = json!({"clusterIP": "127.96.0.22", "ports": [{"port": 80}]});
+    let a = state(
+        &[annotated("w", text, spec.clone())],
+        &[],
+        &[],
+        &HashMap::new(),
+    );
+    let b = state(
+        &[annotated("w", text, spec.clone())],
+        &[],
+        &[],
+        &HashMap::new(),
+    );
+    assert_eq!(a, b);
+    let c = state(
+        &[annotated("w", r#"{"weights": {"s1": 50, "c1": 50}}"#, spec)],
+        &[],
+        &[],
+        &HashMap::new(),
+    );
+    assert_ne!(a, c, "a weight change is a state change");
+}

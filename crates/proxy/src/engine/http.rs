@@ -1,5 +1,6 @@
 //! HTTP mode: a hyper server on the client connection, one backend choice per request
-//! (with connection pinning), pooled hyper client connections to endpoints.
+//! (with connection pinning, except under a traffic split with weights, and for requests
+//! a header route matches), pooled hyper client connections to endpoints.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -220,17 +221,26 @@ impl ClientConn {
         let (mut parts, body) = req.into_parts();
         prepare_request(&mut parts, &self.xff, upgrade);
         let retryable = body.is_end_stream() && !upgrade && idempotent(&parts.method);
-        let mut req = Some(Request::from_parts(parts, ReqBody::Client(body)));
         let snap = self.port.snapshot();
+        let route = snap.route(&parts.headers);
+        let mut req = Some(Request::from_parts(parts, ReqBody::Client(body)));
         let mut tried: Vec<EpId> = Vec::new();
         let mut fresh_only = false;
+        // A retry on a fresh connection stays with the endpoint chosen.
+        let mut again: Option<LoadGuard> = None;
         loop {
-            let Some(guard) = self.choose(&snap, &tried) else {
-                return self.fail(if tried.is_empty() {
-                    Failure::NoEndpoints
-                } else {
-                    Failure::AllFailed
-                });
+            let guard = match again.take() {
+                Some(g) => g,
+                None => match self.choose(&snap, &tried, route) {
+                    Some(g) => g,
+                    None => {
+                        return self.fail(if tried.is_empty() {
+                            Failure::NoEndpoints
+                        } else {
+                            Failure::AllFailed
+                        });
+                    }
+                },
             };
             let ep = guard.endpoint().clone();
             let pooled = if fresh_only {
@@ -254,13 +264,15 @@ impl ClientConn {
             let template = (reused && retryable).then(|| Template::of(&out));
             match sender.send_request(out).await {
                 Ok(resp) => {
-                    return self.respond(guard, sender, resp, started, client_upgrade);
+                    let pin = route.is_none();
+                    return self.respond(guard, sender, resp, started, client_upgrade, pin);
                 }
                 Err(e) => match template {
                     Some(t) => {
                         tracing::debug!(endpoint = %ep.addr, error = %e, "retrying on a fresh connection");
                         req = Some(t.build());
                         fresh_only = true;
+                        again = Some(guard);
                     }
                     None => {
                         ep.m.error(ErrorReason::BackendReset);
@@ -286,8 +298,16 @@ impl ClientConn {
     /// A pin survives its endpoint leaving the port's set (a blue-green selector switch:
     /// the old pod keeps running), so a connection already open stays on its pod until it
     /// closes; it ends when the pod is drained (it is being deleted).
-    fn choose(&self, snap: &PortSnap, tried: &[EpId]) -> Option<LoadGuard> {
-        let pinned = self.pin.lock().clone();
+    ///
+    /// No pin is used under a split with weights (each request is balanced, so the shares
+    /// hold per request with long-lived clients), nor for a request that matched a header
+    /// route (`route`: its group).
+    fn choose(&self, snap: &PortSnap, tried: &[EpId], route: Option<usize>) -> Option<LoadGuard> {
+        let pinned = if route.is_none() && !snap.per_request() {
+            self.pin.lock().clone()
+        } else {
+            None
+        };
         if let Some(ep) = pinned
             && !tried.contains(&ep_id(&ep))
             && (snap.pin_valid(&ep)
@@ -299,7 +319,7 @@ impl ClientConn {
         let mut local: Vec<EpId> = Vec::new();
         loop {
             let skip: &[EpId] = if local.is_empty() { tried } else { &local };
-            let ep = self.port.pick(snap, self.peer.ip(), skip)?;
+            let ep = self.port.pick(snap, self.peer.ip(), skip, route)?;
             if let Some(g) = ep.try_acquire(Load::Req) {
                 return Some(g);
             }
@@ -330,11 +350,14 @@ impl ClientConn {
         mut resp: Response<Incoming>,
         started: Instant,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        pin: bool,
     ) -> Response<RespBody> {
         let ep = guard.endpoint().clone();
         let status = resp.status();
         ep.m.response(status.as_u16(), started.elapsed());
-        *self.pin.lock() = Some(ep.clone());
+        if pin {
+            *self.pin.lock() = Some(ep.clone());
+        }
         if status == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_up) = client_upgrade
         {

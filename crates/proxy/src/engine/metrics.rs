@@ -179,6 +179,9 @@ pub(crate) fn render(ports: &[Arc<PortRt>]) -> String {
             if let Some(uid) = &rt.ep.pod_uid {
                 let _ = write!(el, ",pod_uid=\"{}\"", esc(uid));
             }
+            if let Some(group) = snap.group_name(slot) {
+                let _ = write!(el, ",pod_hash=\"{}\"", esc(group));
+            }
             let em = &rt.m;
             conns.line("", &el, "", em.connections.load(Relaxed));
             active.line("", &el, "", rt.active.load(Relaxed));

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::model::{DesiredState, Endpoint, Frontend, ServiceKey};
-use state::{EndpointRt, EpSlot, PortRt, PortSnap};
+use state::{EndpointRt, EpSlot, Groups, PortRt, PortSnap};
 
 /// How the proxy reaches endpoints and binds frontends (the process runtime's impl joins
 /// pod network namespaces; tests use plain loopback).
@@ -264,6 +264,7 @@ impl Proxy {
                     }
                 };
                 let mut slots = Vec::with_capacity(p.endpoints.len());
+                let mut groups = Groups::default();
                 for e in &p.endpoints {
                     let rt = port.find_endpoint(e).unwrap_or_else(|| {
                         let d = e.pod_uid.as_ref().is_some_and(|u| drained.contains(u));
@@ -279,6 +280,7 @@ impl Proxy {
                         serving: e.serving,
                         terminating: e.terminating,
                         weight: e.weight,
+                        group: groups.index(&e.group),
                     });
                 }
                 for f in &p.frontends {
@@ -299,6 +301,8 @@ impl Proxy {
                     svc.session_affinity,
                     p.frontends.clone(),
                     slots,
+                    groups,
+                    p.split.as_ref(),
                 )));
                 new_ports.insert(id, port);
             }
@@ -442,6 +446,13 @@ impl Proxy {
                     "appProtocol": format!("{:?}", snap.app_protocol),
                     "balancing": format!("{:?}", snap.balancing),
                     "sessionAffinitySeconds": snap.affinity.map(|d| d.as_secs()),
+                    "trafficSplit": snap.split.as_ref().map(|t| serde_json::json!({
+                        "weights": t.weights,
+                        "headerRoutes": t.header_routes.iter().map(|r| serde_json::json!({
+                            "name": r.name, "header": r.header, "value": r.value,
+                            "podHash": r.group,
+                        })).collect::<Vec<_>>(),
+                    })),
                     "frontends": frontends,
                     "endpoints": {
                         "total": total, "ready": ready, "serving": serving,

@@ -4,6 +4,18 @@
 //! endpoint set is an immutable [`PortSnap`] swapped whole on apply. An [`EndpointRt`] keeps
 //! the counters, metrics and idle backend connections of one endpoint of one port, and
 //! survives applies that keep the same `(ip, port, pod_uid)`.
+//!
+//! Traffic split: a snapshot numbers the groups (`pod-template-hash`) of its endpoints and
+//! keeps each group's weight. A pick with weights is two-level, computed at pick time over
+//! the *candidates* (the endpoints the pick's tier admits: ready, weight > 0, not drained,
+//! not already tried): first a group, by smooth weighted round robin over the groups that
+//! have a candidate and a weight > 0 (so a group whose endpoints are all unready or
+//! drained takes nothing and its share goes to the others, in proportion), then an
+//! endpoint of that group by the port's balancing. Group shares are thus exact (each
+//! window of `sum of weights / gcd` picks holds each group's weight) whatever the balancing,
+//! and endpoints of a group share its weight equally (by their own weights). When no group
+//! with a candidate has a weight > 0, the pick balances over all candidates as without a
+//! split.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,13 +23,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use http::{HeaderMap, HeaderName};
 use hyper::client::conn::http1::SendRequest;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use super::http::ReqBody;
 use super::metrics::{EndpointMetrics, PortMetrics};
-use crate::model::{AppProtocol, Balancing, Endpoint, Frontend, ServiceKey, ServiceKind};
+use crate::model::{
+    AppProtocol, Balancing, Endpoint, Frontend, ServiceKey, ServiceKind, TrafficSplit,
+};
 
 /// Idle backend HTTP connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;
@@ -186,6 +201,8 @@ pub(crate) struct EpSlot {
     pub serving: bool,
     pub terminating: bool,
     pub weight: u32,
+    /// Index of the endpoint's group in [`PortSnap::groups`].
+    pub group: usize,
 }
 
 impl EpSlot {
@@ -203,6 +220,44 @@ impl EpSlot {
     }
 }
 
+/// Group names of a port's endpoints, numbered in order of first appearance.
+#[derive(Default)]
+pub(crate) struct Groups(Vec<String>);
+
+impl Groups {
+    /// The index of group `name`, added if new.
+    pub fn index(&mut self, name: &str) -> usize {
+        match self.0.iter().position(|g| g == name) {
+            Some(i) => i,
+            None => {
+                self.0.push(name.to_owned());
+                self.0.len() - 1
+            }
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|g| g == name)
+    }
+}
+
+/// A header route resolved against a snapshot's groups.
+struct RouteRt {
+    header: HeaderName,
+    value: Box<[u8]>,
+    group: usize,
+}
+
+/// Smooth weighted round robin state (and scratch space, so a pick allocates nothing).
+struct RrState {
+    /// Current weight per endpoint index.
+    cur: Vec<i64>,
+    /// Current weight per group index (picks with a split).
+    gcur: Vec<i64>,
+    /// Per group: whether it has a candidate in the pick at hand.
+    live: Vec<bool>,
+}
+
 /// The immutable endpoint set of a port (plus its balancing state).
 pub(crate) struct PortSnap {
     pub app_protocol: AppProtocol,
@@ -210,8 +265,15 @@ pub(crate) struct PortSnap {
     pub affinity: Option<Duration>,
     pub frontends: Vec<Frontend>,
     pub endpoints: Vec<EpSlot>,
-    /// Smooth weighted round robin: current weight per endpoint index.
-    rr: Mutex<Vec<i64>>,
+    /// Group names, by index.
+    pub groups: Vec<String>,
+    /// Split weight per group index; `None` without split weights.
+    weights: Option<Vec<u32>>,
+    /// Header routes whose group has endpoints in this snapshot, in annotation order.
+    routes: Vec<RouteRt>,
+    /// The split as applied (for the state summary).
+    pub split: Option<TrafficSplit>,
+    rr: Mutex<RrState>,
     /// Rotates the tie break of least-connections.
     rotor: AtomicUsize,
 }
@@ -223,17 +285,106 @@ impl PortSnap {
         affinity: Option<Duration>,
         frontends: Vec<Frontend>,
         endpoints: Vec<EpSlot>,
+        groups: Groups,
+        split: Option<&TrafficSplit>,
     ) -> PortSnap {
-        let rr = Mutex::new(vec![0; endpoints.len()]);
+        let weights = split
+            .filter(|s| s.weights.is_some())
+            .map(|s| groups.0.iter().filter_map(|g| s.weight_of(g)).collect());
+        let routes = split
+            .map(|s| s.header_routes.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                Some(RouteRt {
+                    header: HeaderName::from_bytes(r.header.as_bytes()).ok()?,
+                    value: r.value.as_bytes().into(),
+                    group: groups.find(&r.group)?,
+                })
+            })
+            .collect();
+        let rr = Mutex::new(RrState {
+            cur: vec![0; endpoints.len()],
+            gcur: vec![0; groups.0.len()],
+            live: vec![false; groups.0.len()],
+        });
         PortSnap {
             app_protocol,
             balancing,
             affinity,
             frontends,
             endpoints,
+            groups: groups.0,
+            weights,
+            routes,
+            split: split.cloned(),
             rr,
             rotor: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether HTTP requests are routed one by one, without connection pinning (the split
+    /// has weights).
+    pub fn per_request(&self) -> bool {
+        self.weights.is_some()
+    }
+
+    /// The group of the first header route `headers` match, if any.
+    pub fn route(&self, headers: &HeaderMap) -> Option<usize> {
+        self.routes.iter().find_map(|r| {
+            headers
+                .get_all(&r.header)
+                .iter()
+                .any(|v| *v.as_bytes() == *r.value)
+                .then_some(r.group)
+        })
+    }
+
+    /// The group's name for labels, `None` when empty.
+    pub fn group_name(&self, slot: &EpSlot) -> Option<&str> {
+        Some(self.groups[slot.group].as_str()).filter(|g| !g.is_empty())
+    }
+
+    /// With split weights, chooses the group of a pick by smooth weighted round robin over
+    /// the groups with a candidate and a weight > 0; `None` without weights or when no
+    /// such group exists.
+    fn pick_group(&self, rr: &mut RrState, tier: Tier, tried: &[EpId]) -> Option<usize> {
+        let weights = self.weights.as_ref()?;
+        rr.live.fill(false);
+        for s in &self.endpoints {
+            if tier.admits(s, tried) {
+                rr.live[s.group] = true;
+            }
+        }
+        let mut total: i64 = 0;
+        let mut best: Option<usize> = None;
+        for (g, w) in weights.iter().enumerate() {
+            if !rr.live[g] || *w == 0 {
+                continue;
+            }
+            let w = i64::from(*w);
+            rr.gcur[g] += w;
+            total += w;
+            if best.is_none_or(|b| rr.gcur[g] > rr.gcur[b]) {
+                best = Some(g);
+            }
+        }
+        let b = best?;
+        rr.gcur[b] -= total;
+        Some(b)
+    }
+
+    /// Whether a remembered (affinity) endpoint may take the pick: without split weights
+    /// always; with them when its group has a weight, or no group with a candidate has.
+    fn split_admits(&self, s: &EpSlot, tier: Tier, tried: &[EpId]) -> bool {
+        let Some(w) = &self.weights else {
+            return true;
+        };
+        w[s.group] > 0
+            || !self
+                .endpoints
+                .iter()
+                .any(|o| w[o.group] > 0 && tier.admits(o, tried))
     }
 
     /// Whether `ep` may stay pinned to a client connection.
@@ -312,6 +463,8 @@ impl PortRt {
                 None,
                 Vec::new(),
                 Vec::new(),
+                Groups::default(),
+                None,
             ))),
             affinity: Mutex::new(HashMap::new()),
             m: PortMetrics::default(),
@@ -344,9 +497,26 @@ impl PortRt {
 
     /// Chooses an endpoint for a new connection or request among the candidates of `snap`
     /// that are not in `tried`: ready with weight > 0 and not drained; else serving and
-    /// terminating and not drained. Session affinity keeps a client IP's endpoint while it
-    /// is a candidate and used within the timeout.
-    pub fn pick(&self, snap: &PortSnap, client: IpAddr, tried: &[EpId]) -> Option<Arc<EndpointRt>> {
+    /// terminating and not drained. `route` (a header route's group) restricts the choice
+    /// to that group's ready candidates when it has some (else it is ignored). Session
+    /// affinity keeps a client IP's endpoint while it is a candidate (whose group has a
+    /// split weight, with one) and used within the timeout. With split weights, the group
+    /// is chosen first (see the module documentation).
+    pub fn pick(
+        &self,
+        snap: &PortSnap,
+        client: IpAddr,
+        tried: &[EpId],
+        route: Option<usize>,
+    ) -> Option<Arc<EndpointRt>> {
+        if let Some(g) = route
+            && snap
+                .endpoints
+                .iter()
+                .any(|s| s.group == g && Tier::Primary.admits(s, tried))
+        {
+            return self.balance(snap, Tier::Primary, tried, Some(g));
+        }
         let tier = if snap
             .endpoints
             .iter()
@@ -363,21 +533,20 @@ impl PortRt {
             return None;
         };
         let Some(timeout) = snap.affinity else {
-            return Some(self.balance(snap, tier, tried));
+            return self.balance(snap, tier, tried, None);
         };
         let now = Instant::now();
         let mut aff = self.affinity.lock();
         if let Some((rt, last)) = aff.get_mut(&client)
             && now.duration_since(*last) < timeout
-            && snap
-                .endpoints
-                .iter()
-                .any(|s| Arc::ptr_eq(&s.rt, rt) && tier.admits(s, tried))
+            && snap.endpoints.iter().any(|s| {
+                Arc::ptr_eq(&s.rt, rt) && tier.admits(s, tried) && snap.split_admits(s, tier, tried)
+            })
         {
             *last = now;
             return Some(rt.clone());
         }
-        let chosen = self.balance(snap, tier, tried);
+        let chosen = self.balance(snap, tier, tried, None)?;
         if aff.len() >= AFFINITY_SWEEP_AT {
             aff.retain(|_, (_, last)| now.duration_since(*last) < timeout);
         }
@@ -385,47 +554,72 @@ impl PortRt {
         Some(chosen)
     }
 
-    /// Balances among the endpoints `tier` admits (at least one does).
-    fn balance(&self, snap: &PortSnap, tier: Tier, tried: &[EpId]) -> Arc<EndpointRt> {
-        match snap.balancing {
+    /// Balances among the endpoints `tier` admits, within group `route` if given (it has a
+    /// candidate), else within the group the split chooses. `None` only when the last
+    /// candidate was drained meanwhile (a chosen group emptied by a concurrent drain
+    /// widens the choice to every candidate).
+    fn balance(
+        &self,
+        snap: &PortSnap,
+        tier: Tier,
+        tried: &[EpId],
+        route: Option<usize>,
+    ) -> Option<Arc<EndpointRt>> {
+        let admits = |s: &EpSlot, group: Option<usize>| {
+            tier.admits(s, tried) && group.is_none_or(|g| s.group == g)
+        };
+        let best = match snap.balancing {
             Balancing::RoundRobin => {
-                let mut cur = snap.rr.lock();
-                let mut total: i64 = 0;
-                let mut best: Option<usize> = None;
-                for (i, s) in snap.endpoints.iter().enumerate() {
-                    if !tier.admits(s, tried) {
-                        continue;
+                let mut rr = snap.rr.lock();
+                let group = route.or_else(|| snap.pick_group(&mut rr, tier, tried));
+                let mut swrr = |group: Option<usize>| {
+                    let cur = &mut rr.cur;
+                    let mut total: i64 = 0;
+                    let mut best: Option<usize> = None;
+                    for (i, s) in snap.endpoints.iter().enumerate() {
+                        if !admits(s, group) {
+                            continue;
+                        }
+                        let w = i64::from(tier.weight(s));
+                        cur[i] += w;
+                        total += w;
+                        if best.is_none_or(|b| cur[i] > cur[b]) {
+                            best = Some(i);
+                        }
                     }
-                    let w = i64::from(tier.weight(s));
-                    cur[i] += w;
-                    total += w;
-                    if best.is_none_or(|b| cur[i] > cur[b]) {
-                        best = Some(i);
-                    }
-                }
-                let b = best.expect("a candidate exists");
-                cur[b] -= total;
-                snap.endpoints[b].rt.clone()
+                    let b = best?;
+                    cur[b] -= total;
+                    Some(b)
+                };
+                swrr(group).or_else(|| group.and_then(|_| swrr(None)))
             }
             Balancing::LeastConnections => {
-                let n = snap.endpoints.len();
+                let group = route.or_else(|| {
+                    snap.weights
+                        .as_ref()
+                        .and_then(|_| snap.pick_group(&mut snap.rr.lock(), tier, tried))
+                });
+                let n = snap.endpoints.len().max(1);
                 let start = snap.rotor.fetch_add(1, Ordering::Relaxed) % n;
-                let mut best: Option<(usize, u64, u64)> = None;
-                for k in 0..n {
-                    let i = (start + k) % n;
-                    let s = &snap.endpoints[i];
-                    if !tier.admits(s, tried) {
-                        continue;
+                let least = |group: Option<usize>| {
+                    let mut best: Option<(usize, u64, u64)> = None;
+                    for k in 0..snap.endpoints.len() {
+                        let i = (start + k) % n;
+                        let s = &snap.endpoints[i];
+                        if !admits(s, group) {
+                            continue;
+                        }
+                        let (load, w) = (s.rt.load(), u64::from(tier.weight(s)));
+                        // load/w < best_load/best_w without division.
+                        if best.is_none_or(|(_, bl, bw)| load * bw < bl * w) {
+                            best = Some((i, load, w));
+                        }
                     }
-                    let (load, w) = (s.rt.load(), u64::from(tier.weight(s)));
-                    // load/w < best_load/best_w without division.
-                    if best.is_none_or(|(_, bl, bw)| load * bw < bl * w) {
-                        best = Some((i, load, w));
-                    }
-                }
-                let (b, _, _) = best.expect("a candidate exists");
-                snap.endpoints[b].rt.clone()
+                    best.map(|(b, _, _)| b)
+                };
+                least(group).or_else(|| group.and_then(|_| least(None)))
             }
-        }
+        };
+        best.map(|b| snap.endpoints[b].rt.clone())
     }
 }

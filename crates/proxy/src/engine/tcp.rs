@@ -159,7 +159,8 @@ async fn forward_tcp(inner: &Inner, port: &PortRt, mut client: CountingStream, p
     let mut tried: Vec<EpId> = Vec::new();
     let mut failed_dials = 0;
     loop {
-        let Some(ep) = port.pick(&snap, peer.ip(), &tried) else {
+        // Header routes are HTTP only.
+        let Some(ep) = port.pick(&snap, peer.ip(), &tried, None) else {
             if failed_dials == 0 {
                 port.m.no_endpoints.fetch_add(1, Relaxed);
             }

@@ -105,7 +105,7 @@ fn client(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64, budget: u64) ->
             break;
         }
         sent += 1;
-        let close = sent % CLOSE_EVERY == 0;
+        let close = sent.is_multiple_of(CLOSE_EVERY);
         let result = one_request(addr, &mut conn, close);
         match result {
             Ok(body) => {

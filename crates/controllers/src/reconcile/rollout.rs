@@ -1,0 +1,404 @@
+//! The Rollout reconciler: observes a Rollout, its ReplicaSets (and their pods for
+//! Recreate) and the Services its strategy names from the shared informers, asks
+//! [`crate::rollout::plan`] for one pass, applies the steps in order (stopping at the first
+//! failure), lets the hook and analysis executor ([`Runs`]) advance the runs the plan lists,
+//! writes the status through `/status` when it changed, and records the events.
+//!
+//! Integration point: the executor of hooks and analyses is reached through the [`Runs`]
+//! trait. [`crate::runtime::start`] wires [`NoExecutor`] until the real
+//! `crate::rollout_runs::RunExecutor` is connected there (`runtime::start_with_runs` takes
+//! any [`Runs`]); a Rollout without hooks and analyses needs no executor.
+
+use crate::events;
+use crate::reconcile::deployment::controller_of;
+use crate::rollout::{self, ObservedRollout, RolloutAction};
+use crate::rollout_runs::RunRequest;
+use crate::runtime::{Clock, Informers, jiff_now};
+use crate::{Requeue, Step};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+use slipway_client::{Client, DeleteParams, InformerEvent, PatchType, WorkQueue, object_key};
+use slipway_core::{ApiError, ResourceInfo, meta, resources};
+use slipway_rollout::{Rollout, RolloutStatus};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+const COMPONENT: &str = "rollout-controller";
+
+/// The hook and analysis executor as the reconciler uses it (the contract of
+/// [`crate::rollout_runs`]): start what `requests` lists and is not started, observe what
+/// runs, cancel what is no longer listed, and update the records in `status.hooks` /
+/// `status.analysis`. Returns when to look again (a check's next measurement, a retry's
+/// back-off).
+pub trait Runs: Send + Sync + 'static {
+    /// Advances the runs of one Rollout.
+    fn advance(
+        &self,
+        rollout: &Rollout,
+        requests: &[RunRequest],
+        status: &mut RolloutStatus,
+        now: Timestamp,
+    ) -> impl Future<Output = Option<Duration>> + Send;
+}
+
+/// No executor: every requested run gets a `Running` record saying so, and the rollout
+/// waits on it. Rollouts without hooks or analyses are not affected.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoExecutor;
+
+impl Runs for NoExecutor {
+    async fn advance(
+        &self,
+        _rollout: &Rollout,
+        requests: &[RunRequest],
+        status: &mut RolloutStatus,
+        _now: Timestamp,
+    ) -> Option<Duration> {
+        const MESSAGE: &str = "no hook/analysis executor is connected in this build";
+        for r in requests {
+            match r {
+                RunRequest::Hook { key, .. } => {
+                    let known = status.hooks.iter().any(|h| {
+                        h.kind == key.kind && h.name == key.name && h.pod_hash == key.pod_hash
+                    });
+                    if !known {
+                        status.hooks.push(slipway_rollout::HookStatus {
+                            name: key.name.clone(),
+                            kind: key.kind.clone(),
+                            pod_hash: key.pod_hash.clone(),
+                            phase: "Running".into(),
+                            message: Some(MESSAGE.into()),
+                            ..Default::default()
+                        });
+                    }
+                }
+                RunRequest::Analysis { name, pod_hash, .. } => {
+                    let known = status
+                        .analysis
+                        .iter()
+                        .any(|a| &a.name == name && &a.pod_hash == pod_hash);
+                    if !known {
+                        status.analysis.push(slipway_rollout::AnalysisStatus {
+                            name: name.clone(),
+                            pod_hash: pod_hash.clone(),
+                            phase: "Running".into(),
+                            message: Some(MESSAGE.into()),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+}
+
+fn untyped<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The Rollout kind's resource, when this server knows it.
+pub fn rollout_info() -> Option<&'static ResourceInfo> {
+    resources::lookup(slipway_rollout::GROUP, slipway_rollout::VERSION, "rollouts")
+}
+
+/// The names of the Services a Rollout's strategy uses.
+pub fn service_names(r: &Rollout) -> Vec<String> {
+    let s = &r.spec.strategy;
+    let mut names = Vec::new();
+    if let Some(bg) = &s.blue_green {
+        names.push(bg.active_service.clone());
+        names.extend(bg.preview_service.clone());
+    }
+    if let Some(c) = &s.canary {
+        names.extend(c.stable_service.clone());
+        names.extend(c.canary_service.clone());
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
+/// The Rollout controller.
+pub struct RolloutController<C: Client, R: Runs> {
+    client: C,
+    informers: Informers,
+    clock: Clock,
+    queue: WorkQueue,
+    runs: R,
+}
+
+impl<C: Client, R: Runs> RolloutController<C, R> {
+    /// A controller over shared informers, with the executor of hooks and analyses.
+    pub fn new(client: C, informers: Informers, clock: Clock, runs: R) -> Arc<Self> {
+        Arc::new(RolloutController {
+            client,
+            informers,
+            clock,
+            queue: WorkQueue::new(),
+            runs,
+        })
+    }
+
+    /// Informer handler for Rollouts.
+    pub fn on_rollout(&self, ev: &InformerEvent) {
+        let obj = match ev {
+            InformerEvent::Applied { new, .. } => new,
+            InformerEvent::Deleted(last) => last,
+        };
+        self.queue.add(object_key(obj));
+    }
+
+    /// Informer handler for ReplicaSets: wakes the owning Rollout, or for an orphan the
+    /// Rollouts of its namespace whose selector matches it.
+    pub fn on_replica_set(&self, ev: &InformerEvent) {
+        let (new, old) = match ev {
+            InformerEvent::Applied { new, old } => (new, old.as_ref()),
+            InformerEvent::Deleted(last) => (last, None),
+        };
+        for obj in std::iter::once(new).chain(old) {
+            match controller_of(obj) {
+                Some(("Rollout", name, _)) => {
+                    self.queue.add(format!("{}/{name}", meta::namespace(obj)));
+                }
+                Some(_) => {}
+                None => self.enqueue_selecting(obj),
+            }
+        }
+    }
+
+    fn enqueue_selecting(&self, rs: &Value) {
+        let Some(rollouts) = rollout_info().and_then(|i| self.informers.get(i)) else {
+            return;
+        };
+        let labels = rs
+            .pointer("/metadata/labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        for r in rollouts.list_namespace(meta::namespace(rs)) {
+            let Some(selector) = r.pointer("/spec/selector") else {
+                continue;
+            };
+            if let Ok(sel) = slipway_selectors::LabelSelector::from_object(Some(selector))
+                && !selector.as_object().is_none_or(serde_json::Map::is_empty)
+                && sel.matches(&labels)
+            {
+                self.queue.add(object_key(&r));
+            }
+        }
+    }
+
+    /// Informer handler for pods: a deleted pod wakes its Rollout (Recreate waits for the
+    /// last old pod to go); a changed one too (availability moves canary steps).
+    pub fn on_pod(&self, ev: &InformerEvent) {
+        let pod = match ev {
+            InformerEvent::Applied { new, .. } => new,
+            InformerEvent::Deleted(last) => last,
+        };
+        let Some(("ReplicaSet", rs_name, _)) = controller_of(pod) else {
+            return;
+        };
+        let Some(info) = resources::lookup("apps", "v1", "replicasets") else {
+            return;
+        };
+        let Some(rs) = self
+            .informers
+            .get(info)
+            .and_then(|i| i.get(&format!("{}/{rs_name}", meta::namespace(pod))))
+        else {
+            return;
+        };
+        if let Some(("Rollout", r, _)) = controller_of(&rs) {
+            self.queue.add(format!("{}/{r}", meta::namespace(pod)));
+        }
+    }
+
+    /// Informer handler for Services: wakes the Rollouts of the namespace that name it.
+    pub fn on_service(&self, ev: &InformerEvent) {
+        let svc = match ev {
+            InformerEvent::Applied { new, .. } => new,
+            InformerEvent::Deleted(last) => last,
+        };
+        let Some(rollouts) = rollout_info().and_then(|i| self.informers.get(i)) else {
+            return;
+        };
+        let name = meta::name(svc);
+        for r in rollouts.list_namespace(meta::namespace(svc)) {
+            if let Ok(typed) = typed::<Rollout>(&r)
+                && service_names(&typed).iter().any(|n| n == name)
+            {
+                self.queue.add(object_key(&r));
+            }
+        }
+    }
+
+    /// Processes the queue until it shuts down.
+    pub async fn run(self: Arc<Self>) {
+        crate::runtime::work(&self.queue, "rollout", |key| {
+            let this = self.clone();
+            async move { this.sync(&key).await }
+        })
+        .await;
+    }
+
+    fn observe(&self, r: &Value) -> Result<ObservedRollout, ApiError> {
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let pod_info = resources::lookup("", "v1", "pods").expect("served");
+        let svc_info = resources::lookup("", "v1", "services").expect("served");
+        let rollout: Rollout = typed(r)?;
+        let owned = self.informers.controlled_by(rs_info, meta::uid(r));
+        let orphans = self.informers.orphans(rs_info, meta::namespace(r));
+        let pods: Vec<Pod> = if crate::rollout::util::is_recreate(&rollout) {
+            owned
+                .iter()
+                .flat_map(|rs| self.informers.controlled_by(pod_info, meta::uid(rs)))
+                .filter_map(|p| typed(&p).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let services: Vec<Service> = match self.informers.get(svc_info) {
+            Some(inf) => service_names(&rollout)
+                .iter()
+                .filter_map(|n| inf.get(&format!("{}/{n}", meta::namespace(r))))
+                .filter_map(|s| typed(&s).ok())
+                .collect(),
+            None => Vec::new(),
+        };
+        let replica_sets: Vec<ReplicaSet> = owned
+            .iter()
+            .chain(&orphans)
+            .map(|rs| typed(rs))
+            .collect::<Result<_, _>>()?;
+        Ok(ObservedRollout {
+            rollout,
+            replica_sets,
+            pods,
+            services,
+            now: jiff_now(&self.clock),
+        })
+    }
+
+    async fn sync(&self, key: &str) -> Result<Option<Requeue>, ApiError> {
+        let Some(info) = rollout_info() else {
+            return Ok(None);
+        };
+        let Some(r) = self.informers.get(info).and_then(|i| i.get(key)) else {
+            return Ok(None);
+        };
+        let observed = self.observe(&r)?;
+        let plan = rollout::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = (self.clock)();
+        for Step {
+            action,
+            events: step_events,
+        } in &plan.steps
+        {
+            self.apply(&observed.rollout, action).await?;
+            for event in step_events {
+                events::record(&self.client, &r, event, COMPONENT, now).await;
+            }
+        }
+        let mut status = plan.status.clone();
+        let hint = self
+            .runs
+            .advance(&observed.rollout, &plan.runs, &mut status, observed.now)
+            .await;
+        let stored = observed.rollout.status.clone().unwrap_or_default();
+        if status != stored {
+            let mut updated = observed.rollout.clone();
+            updated.status = Some(status);
+            let mut body = untyped(&updated)?;
+            body["apiVersion"] = Value::String(slipway_rollout::API_VERSION.into());
+            body["kind"] = Value::String(slipway_rollout::KIND.into());
+            self.client.replace_status(info, body).await?;
+        }
+        for event in &plan.events {
+            events::record(&self.client, &r, event, COMPONENT, now).await;
+        }
+        let requeue = match (plan.requeue, hint) {
+            (Some(Requeue::Now), _) => Some(Requeue::Now),
+            (Some(Requeue::After(a)), Some(b)) => Some(Requeue::After(a.min(b))),
+            (Some(Requeue::After(a)), None) | (None, Some(a)) => Some(Requeue::After(a)),
+            (None, None) => None,
+        };
+        Ok(requeue)
+    }
+
+    async fn apply(&self, r: &Rollout, action: &RolloutAction) -> Result<(), ApiError> {
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let svc_info = resources::lookup("", "v1", "services").expect("served");
+        let ns = r.metadata.namespace.as_deref();
+        match action {
+            RolloutAction::AdoptReplicaSet(p) | RolloutAction::ReleaseReplicaSet(p) => {
+                self.client
+                    .patch(
+                        rs_info,
+                        ns,
+                        &p.name,
+                        PatchType::Strategic,
+                        p.strategic_merge_patch(),
+                    )
+                    .await?;
+            }
+            RolloutAction::CreateReplicaSet(rs) => {
+                match self.client.create(rs_info, untyped(rs)?).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 409 => {
+                        // Ours (a cache behind) or a hash collision: both resolve on a
+                        // re-plan from fresh observations; a collision is detected by the
+                        // planner (the name is taken by another ReplicaSet).
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        let event = crate::Event::warning(
+                            crate::conditions::REPLICA_SET_CREATE_ERROR,
+                            format!(
+                                "Failed to create new replica set \"{}\": {}",
+                                rs.metadata.name.as_deref().unwrap_or(""),
+                                e.message
+                            ),
+                        );
+                        let obj = untyped(r)?;
+                        events::record(&self.client, &obj, &event, COMPONENT, (self.clock)()).await;
+                        return Err(e);
+                    }
+                }
+            }
+            RolloutAction::UpdateReplicaSet(rs) => {
+                self.client.replace(rs_info, untyped(rs)?).await?;
+            }
+            RolloutAction::DeleteReplicaSet(k) => {
+                let params = DeleteParams {
+                    propagation_policy: Some("Background".into()),
+                    precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
+                    precondition_resource_version: Some(k.resource_version.clone())
+                        .filter(|r| !r.is_empty()),
+                    ..DeleteParams::default()
+                };
+                match self
+                    .client
+                    .delete(rs_info, Some(&k.namespace), &k.name, params)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            RolloutAction::PatchService { name, patch } => {
+                self.client
+                    .patch(svc_info, ns, name, PatchType::Merge, patch.clone())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
