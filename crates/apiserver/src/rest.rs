@@ -1449,12 +1449,19 @@ mod tests {
         for ip in cluster_ip_candidates() {
             let ip: std::net::Ipv4Addr = ip.parse().unwrap();
             let o = ip.octets();
-            assert!(o[0] == 127 && (96..128).contains(&o[1]) && o[3] != 0 && o[3] != 255, "{ip}");
+            assert!(
+                o[0] == 127 && (96..128).contains(&o[1]) && o[3] != 0 && o[3] != 255,
+                "{ip}"
+            );
             assert!(seen.insert(u32::from(ip)), "{ip} twice");
         }
         assert_eq!(seen.len(), (1 << 21) / 256 * 254);
-        let starts: std::collections::HashSet<String> =
-            (0..8).filter_map(|_| cluster_ip_candidates().next()).collect();
-        assert!(starts.len() > 1, "every allocation starts at the same address");
+        let starts: std::collections::HashSet<String> = (0..8)
+            .filter_map(|_| cluster_ip_candidates().next())
+            .collect();
+        assert!(
+            starts.len() > 1,
+            "every allocation starts at the same address"
+        );
     }
 }

@@ -9,7 +9,8 @@ use crate::gc::GarbageCollector;
 use crate::reconcile::deployment::DeploymentController;
 use crate::reconcile::endpoints::{EndpointsController, default_random};
 use crate::reconcile::replicaset::ReplicaSetController;
-use crate::reconcile::rollout::{NoExecutor, RolloutController, Runs, rollout_info};
+use crate::reconcile::rollout::{RolloutController, Runs, rollout_info};
+use crate::rollout_runs::{LoopbackHttp, RunExecutor, TrafficMetrics};
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -207,12 +208,20 @@ const GC_RESOURCES: &[(&str, &str)] = &[
 ];
 
 /// Starts the informers and the controllers; returns once every cache is loaded and the
-/// workers run. Hooks and analyses of Rollouts wait for an executor: see
-/// [`start_with_runs`].
-pub async fn start<C: Client>(client: C, clock: Clock) -> Informers {
-    // Integration point: pass the real `crate::rollout_runs::RunExecutor` here once it
-    // implements `crate::reconcile::rollout::Runs`.
-    start_with_runs(client, clock, NoExecutor).await
+/// workers run. Rollout hooks run as pods and HTTP calls on loopback; traffic analyses read
+/// the proxy's metrics from `metrics`.
+pub async fn start<C: Client>(
+    client: C,
+    clock: Clock,
+    metrics: Arc<dyn TrafficMetrics>,
+) -> Informers {
+    let runs = RunExecutor::new(
+        client.clone(),
+        clock.clone(),
+        metrics,
+        Arc::new(LoopbackHttp),
+    );
+    start_with_runs(client, clock, runs).await
 }
 
 /// [`start`] with the executor of Rollout hooks and analyses.

@@ -196,8 +196,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             running.rest.clone(),
             slipway_apiserver::local::CONTROLLER_MANAGER,
         );
-        slipway_controllers::runtime::start(controller_client, std::sync::Arc::new(chrono::Utc::now))
-            .await;
+        // Canary analyses read the proxy's metrics (the process runtime runs the proxy; the
+        // simulated runtime has no traffic to measure).
+        let proxy_data_dir = (args.runtime == Runtime::Process).then(|| args.data_dir.clone());
+        let traffic = slipway_controllers::rollout_runs::PrometheusTextMetrics::new(move || {
+            let data_dir = proxy_data_dir.clone();
+            Box::pin(async move {
+                match data_dir {
+                    Some(dir) => slipway_proxy::process::fetch_metrics(&dir)
+                        .await
+                        .map_err(|e| format!("reading the service proxy's metrics: {e}")),
+                    None => Err("the simulated runtime has no service proxy".to_string()),
+                }
+            })
+        });
+        slipway_controllers::runtime::start(
+            controller_client,
+            std::sync::Arc::new(chrono::Utc::now),
+            std::sync::Arc::new(traffic),
+        )
+        .await;
         let mut proxy_supervisor = None;
         let agent = match args.runtime {
             Runtime::Simulated => {

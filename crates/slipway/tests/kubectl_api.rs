@@ -181,7 +181,7 @@ fn the_user_session_of_the_api_server_issue() {
     );
     let svc = s.ok(&["get", "svc", "web"]);
     assert!(
-        svc.contains("ClusterIP") && svc.contains("127.96.") && svc.contains("80/TCP"),
+        svc.contains("ClusterIP") && svc.contains(" 127.") && svc.contains("80/TCP"),
         "{svc}"
     );
     assert!(

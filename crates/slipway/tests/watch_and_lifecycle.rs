@@ -114,7 +114,8 @@ fn watches_end_at_their_timeout_with_a_bookmark_replay_state_and_follow_selector
 
 #[test]
 fn a_client_that_disconnects_mid_watch_frees_its_watch() {
-    let s = Server::start();
+    // The simulated runtime: no service proxy, whose own watches would be counted too.
+    let s = Server::start_with(&["--runtime", "simulated"]);
     assert_eq!(open_watches(&s), 0);
     let mut child = s
         .kubectl_cmd(&["get", "configmaps", "-w"])

@@ -4,10 +4,9 @@
 //! failure), lets the hook and analysis executor ([`Runs`]) advance the runs the plan lists,
 //! writes the status through `/status` when it changed, and records the events.
 //!
-//! Integration point: the executor of hooks and analyses is reached through the [`Runs`]
-//! trait. [`crate::runtime::start`] wires [`NoExecutor`] until the real
-//! `crate::rollout_runs::RunExecutor` is connected there (`runtime::start_with_runs` takes
-//! any [`Runs`]); a Rollout without hooks and analyses needs no executor.
+//! The executor of hooks and analyses is reached through the [`Runs`] trait:
+//! [`crate::runtime::start`] connects `crate::rollout_runs::RunExecutor`, and tests pass
+//! doubles to `runtime::start_with_runs`.
 
 use crate::events;
 use crate::reconcile::deployment::controller_of;
@@ -42,58 +41,6 @@ pub trait Runs: Send + Sync + 'static {
         status: &mut RolloutStatus,
         now: Timestamp,
     ) -> impl Future<Output = Option<Duration>> + Send;
-}
-
-/// No executor: every requested run gets a `Running` record saying so, and the rollout
-/// waits on it. Rollouts without hooks or analyses are not affected.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoExecutor;
-
-impl Runs for NoExecutor {
-    async fn advance(
-        &self,
-        _rollout: &Rollout,
-        requests: &[RunRequest],
-        status: &mut RolloutStatus,
-        _now: Timestamp,
-    ) -> Option<Duration> {
-        const MESSAGE: &str = "no hook/analysis executor is connected in this build";
-        for r in requests {
-            match r {
-                RunRequest::Hook { key, .. } => {
-                    let known = status.hooks.iter().any(|h| {
-                        h.kind == key.kind && h.name == key.name && h.pod_hash == key.pod_hash
-                    });
-                    if !known {
-                        status.hooks.push(slipway_rollout::HookStatus {
-                            name: key.name.clone(),
-                            kind: key.kind.clone(),
-                            pod_hash: key.pod_hash.clone(),
-                            phase: "Running".into(),
-                            message: Some(MESSAGE.into()),
-                            ..Default::default()
-                        });
-                    }
-                }
-                RunRequest::Analysis { name, pod_hash, .. } => {
-                    let known = status
-                        .analysis
-                        .iter()
-                        .any(|a| &a.name == name && &a.pod_hash == pod_hash);
-                    if !known {
-                        status.analysis.push(slipway_rollout::AnalysisStatus {
-                            name: name.clone(),
-                            pod_hash: pod_hash.clone(),
-                            phase: "Running".into(),
-                            message: Some(MESSAGE.into()),
-                            ..Default::default()
-                        });
-                    }
-                }
-            }
-        }
-        None
-    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
