@@ -8,10 +8,10 @@
 //!    engine (in-process): added p50 latency over one keep-alive connection, and requests/s
 //!    over 64 connections.
 
-mod cases;
-mod cluster;
-mod http;
-mod load;
+pub(crate) mod cases;
+pub(crate) mod cluster;
+pub(crate) mod http;
+pub(crate) mod load;
 mod overhead;
 
 use crate::report::{Goal, Metric, header};

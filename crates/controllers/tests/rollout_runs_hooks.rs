@@ -334,6 +334,42 @@ async fn a_pod_left_by_a_crash_before_the_status_write_is_adopted() {
 }
 
 #[tokio::test]
+async fn a_hook_run_again_after_retry_gets_a_new_pod_not_the_old_result() {
+    // Regression: `retry` drops the final records of the revision, so the next run numbers
+    // its attempts from 1 again and its pod name is the failed run's, whose pod is kept as
+    // evidence. Adopting that finished pod took its old exit code as the new run's result.
+    let mut w = World::new();
+    let requests = pre(exec_hook(None));
+    w.advance(&requests).await;
+    w.client.finish_pod(POD1, "Failed", Some(3));
+    w.advance(&requests).await;
+    assert_eq!(w.status.hooks[0].phase, "Failed");
+    // What `retry` leaves: no record of the hook for this revision.
+    w.status.hooks.clear();
+    assert_eq!(w.advance(&requests).await, Some(Duration::from_secs(1)));
+    let rec = &w.status.hooks[0];
+    assert_eq!(
+        (rec.phase.as_str(), rec.attempts),
+        ("Waiting", 0),
+        "{rec:?}"
+    );
+    assert_eq!(w.client.pods_deleted(), vec![POD1.to_string()]);
+    w.clock.advance(Duration::from_secs(1));
+    w.advance(&requests).await;
+    let rec = &w.status.hooks[0];
+    assert_eq!(
+        (rec.phase.as_str(), rec.attempts),
+        ("Running", 1),
+        "{rec:?}"
+    );
+    assert_eq!(w.client.pods_created().len(), 2);
+    assert!(w.client.pod(POD1).unwrap().get("status").is_none());
+    w.client.finish_pod(POD1, "Succeeded", Some(0));
+    w.advance(&requests).await;
+    assert_eq!(w.status.hooks[0].phase, "Succeeded");
+}
+
+#[tokio::test]
 async fn a_pod_name_taken_by_another_object_fails_the_attempt() {
     let mut w = World::new();
     w.client.put(

@@ -133,7 +133,7 @@ const OUR_PODS: [&str; 5] = ["rg-", "blue-", "green-", "stable-", "canary-"];
 /// A random address of the ClusterIP range 127.96.0.0/11 on which port 8080 is free now,
 /// away from the low addresses servers allocate first: other `slipway serve`s on the same
 /// machine (every data dir allocates from the start of the range) must not share it.
-fn free_cluster_ip() -> Result<Ipv4Addr> {
+pub(crate) fn free_cluster_ip() -> Result<Ipv4Addr> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -157,7 +157,7 @@ fn free_cluster_ip() -> Result<Ipv4Addr> {
 }
 
 /// A ClusterIP Service on port 8080 (at `ip`) to the pods' port named `http`.
-fn service(name: &str, ip: Ipv4Addr, selector: &[(&str, &str)]) -> String {
+pub(crate) fn service(name: &str, ip: Ipv4Addr, selector: &[(&str, &str)]) -> String {
     let selector: String = selector
         .iter()
         .map(|(k, v)| format!("\n    {k}: {v}"))
@@ -213,7 +213,7 @@ async fn one_get(addr: SocketAddr) -> Option<(String, String)> {
 }
 
 /// Polls fresh-connection GETs until `ok` holds for `n` answers in a row (bounded).
-async fn until_answers(
+pub(crate) async fn until_answers(
     addr: SocketAddr,
     n: usize,
     timeout: Duration,

@@ -115,6 +115,11 @@ impl Cluster {
         self.server_proc
     }
 
+    /// How to reach the server's API directly (while it runs).
+    pub(crate) fn endpoint(&self) -> Option<crate::client::Endpoint> {
+        self.server.as_ref().map(|s| s.endpoint.clone())
+    }
+
     /// Remembers every process recorded in the data dir now.
     pub fn note_processes(&mut self) {
         for r in recorded_runs(&self.data_dir) {

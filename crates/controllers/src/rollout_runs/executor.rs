@@ -301,7 +301,11 @@ impl<C: Client> RunExecutor<C> {
         }
     }
 
-    /// Creates `pod`; a pod of that name that already belongs to this Rollout is adopted.
+    /// Creates `pod`; a pod of that name that already belongs to this Rollout is adopted
+    /// while it runs (a crash between its creation and the status write). One that has
+    /// already finished is the pod of an earlier run of the same name (the records were
+    /// reset by `retry`, which numbers attempts from 1 again): it is deleted and the pod is
+    /// created anew, rather than its old result being taken for this run's.
     pub(crate) async fn create_pod(&self, cx: &Cx<'_>, pod: Value) -> Result<(), PodError> {
         let name = slipway_core::meta::name(&pod).to_string();
         match self.client.create(pods(), pod).await {
@@ -310,9 +314,19 @@ impl<C: Client> RunExecutor<C> {
                 match self.client.get(pods(), Some(&cx.namespace), &name).await {
                     Ok(Some(existing)) => {
                         let labels = slipway_core::meta::labels(&existing);
-                        if labels.get(ROLLOUT_LABEL).map(String::as_str)
-                            == Some(super::util::label_value(&cx.name).as_str())
-                        {
+                        let ours = labels.get(ROLLOUT_LABEL).map(String::as_str)
+                            == Some(super::util::label_value(&cx.name).as_str());
+                        let deleting = existing
+                            .pointer("/metadata/deletionTimestamp")
+                            .is_some_and(|t| !t.is_null());
+                        if ours && (deleting || pod_outcome(&existing).is_some()) {
+                            if !deleting {
+                                self.delete_pod(cx, &name).await;
+                            }
+                            Err(PodError::Transient(format!(
+                                "pod {name} of an earlier run is being replaced"
+                            )))
+                        } else if ours {
                             Ok(())
                         } else {
                             Err(PodError::Permanent(format!(
