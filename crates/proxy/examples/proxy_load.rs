@@ -22,7 +22,8 @@ use slipway_proxy::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 44\r\n\r\n{\"value\":12345,\"generator\":\"random\",\"x\":1}\n";
+const BODY_LEN: usize = 44;
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 44\r\n\r\n{\"value\":12345,\"generator\":\"random\",\"xy\":1}\n";
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
@@ -69,7 +70,7 @@ async fn client(addr: SocketAddr, n: usize) {
         loop {
             if let Some(i) = find(&buf, b"\r\n\r\n") {
                 // Every response is RESPONSE: its length is known.
-                let total = i + 4 + 44;
+                let total = i + 4 + BODY_LEN;
                 if buf.len() >= total {
                     assert!(buf.starts_with(b"HTTP/1.1 200"), "bad response");
                     buf.drain(..total);

@@ -356,7 +356,11 @@ impl ClientConn {
         let status = resp.status();
         ep.m.response(status.as_u16(), started.elapsed());
         if pin {
-            *self.pin.lock() = Some(ep.clone());
+            let mut p = self.pin.lock();
+            // Usually the same endpoint: spare the reference count traffic.
+            if !p.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &ep)) {
+                *p = Some(ep.clone());
+            }
         }
         if status == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_up) = client_upgrade
@@ -446,9 +450,19 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Whether `n` is one of [`HOP_BY_HOP`].
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|h| h == n)
+}
+
 /// Removes hop-by-hop headers (and those the Connection header names); an upgrade keeps
 /// `Connection: upgrade` and `Upgrade`.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Usual case: no hop-by-hop header at all (hence no Connection header naming others),
+    // found by one walk over the names instead of a hashed lookup per hop-by-hop name.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -466,9 +480,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
         None
     };
     for n in &HOP_BY_HOP {
-        if h.contains_key(n) {
-            h.remove(n);
-        }
+        h.remove(n);
     }
     if let Some(v) = upgrade_value {
         h.insert(header::UPGRADE, v);
@@ -500,21 +512,19 @@ fn prepare_request(parts: &mut http::request::Parts, client_ip: &HeaderValue, up
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.version = http::Version::HTTP_11;
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    if !parts.headers.contains_key(&XFF) {
-        parts.headers.insert(XFF, client_ip.clone());
-        return;
-    }
+    // One hashed lookup of the name in the usual case (no X-Forwarded-For yet).
+    let prev = match parts.headers.entry(XFF) {
+        http::header::Entry::Vacant(v) => {
+            v.insert(client_ip.clone());
+            return;
+        }
+        http::header::Entry::Occupied(o) => o,
+    };
     let ip = client_ip.to_str().unwrap_or_default();
-    let value = match parts.headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            let mut joined = String::with_capacity(prev.len() + ip.len() + 2);
-            for (i, v) in parts
-                .headers
-                .get_all(&XFF)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .enumerate()
-            {
+    let value = match prev.get().to_str() {
+        Ok(first) if !first.is_empty() => {
+            let mut joined = String::with_capacity(first.len() + ip.len() + 2);
+            for (i, v) in prev.iter().filter_map(|v| v.to_str().ok()).enumerate() {
                 if i > 0 {
                     joined.push_str(", ");
                 }
@@ -527,7 +537,8 @@ fn prepare_request(parts: &mut http::request::Parts, client_ip: &HeaderValue, up
         _ => ip.to_owned(),
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
-        parts.headers.insert(XFF, v);
+        let mut prev = prev;
+        prev.insert(v);
     }
 }
 
