@@ -100,10 +100,7 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
     let queue = WorkQueue::new();
     let handler_queue = queue.clone();
     let pods = Informer::start(client.clone(), info, move |ev| {
-        let obj = match ev {
-            slipway_client::InformerEvent::Applied { new, .. } => new,
-            slipway_client::InformerEvent::Deleted(last) => last,
-        };
+        let obj = ev.object();
         handler_queue.add(slipway_client::object_key(obj));
     })
     .await;

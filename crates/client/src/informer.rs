@@ -24,6 +24,25 @@ pub enum InformerEvent {
     Deleted(Arc<Value>),
 }
 
+impl InformerEvent {
+    /// The object the event is about: its new state, or its last one when deleted.
+    pub fn object(&self) -> &Arc<Value> {
+        match self {
+            InformerEvent::Applied { new, .. } => new,
+            InformerEvent::Deleted(last) => last,
+        }
+    }
+
+    /// The object's state after the event, and before it when known (`None` after a
+    /// deletion, whose last state is the first member).
+    pub fn new_and_old(&self) -> (&Arc<Value>, Option<&Arc<Value>>) {
+        match self {
+            InformerEvent::Applied { new, old } => (new, old.as_ref()),
+            InformerEvent::Deleted(last) => (last, None),
+        }
+    }
+}
+
 /// A cache of one resource.
 #[derive(Clone)]
 pub struct Informer {

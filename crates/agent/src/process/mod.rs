@@ -38,7 +38,7 @@ use crate::{IpPool, NODE_NAME};
 use events::PodEvent;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use slipway_client::{Client, Informer, InformerEvent, PatchType, WorkQueue, split_key};
+use slipway_client::{Client, Informer, PatchType, WorkQueue, split_key};
 use slipway_core::{ApiError, meta, resources};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -168,10 +168,7 @@ pub async fn start_process_with_drain<C: Client>(
     let queue = WorkQueue::new();
     let handler_queue = queue.clone();
     let pods = Informer::start(client, info, move |ev| {
-        let obj = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(last) => last,
-        };
+        let obj = ev.object();
         handler_queue.add(slipway_client::object_key(obj));
     })
     .await;

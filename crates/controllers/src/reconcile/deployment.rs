@@ -60,20 +60,14 @@ impl<C: Client> DeploymentController<C> {
 
     /// Informer handler for Deployments.
     pub fn on_deployment(&self, ev: &InformerEvent) {
-        let obj = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(last) => last,
-        };
+        let obj = ev.object();
         self.queue.add(object_key(obj));
     }
 
     /// Informer handler for ReplicaSets: wakes the owning Deployment, or for an orphan, the
     /// Deployments whose selector matches it.
     pub fn on_replica_set(&self, ev: &InformerEvent) {
-        let (new, old) = match ev {
-            InformerEvent::Applied { new, old } => (new, old.as_ref()),
-            InformerEvent::Deleted(last) => (last, None),
-        };
+        let (new, old) = ev.new_and_old();
         for obj in std::iter::once(new).chain(old) {
             match controller_of(obj) {
                 Some(("Deployment", name, _)) => {

@@ -131,10 +131,7 @@ impl<C: Client> EndpointsController<C> {
     /// Informer handler for pods: the Services of the pod's namespace whose selector matches
     /// its new or its old labels.
     pub fn on_pod(&self, ev: &InformerEvent) {
-        let (pod, old) = match ev {
-            InformerEvent::Applied { new, old } => (new, old.as_ref()),
-            InformerEvent::Deleted(last) => (last, None),
-        };
+        let (pod, old) = ev.new_and_old();
         let Some(services) = self.informers.get(info("", "services")) else {
             return;
         };
@@ -164,10 +161,7 @@ impl<C: Client> EndpointsController<C> {
 
     /// Informer handler for EndpointSlices: the Service named by `kubernetes.io/service-name`.
     pub fn on_slice(&self, ev: &InformerEvent) {
-        let slice = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(last) => last,
-        };
+        let slice = ev.object();
         if let Some(service) = meta::labels(slice).get(SERVICE_NAME_LABEL) {
             self.queue
                 .add(format!("{}/{service}", meta::namespace(slice)));

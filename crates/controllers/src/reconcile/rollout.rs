@@ -96,20 +96,14 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
 
     /// Informer handler for Rollouts.
     pub fn on_rollout(&self, ev: &InformerEvent) {
-        let obj = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(last) => last,
-        };
+        let obj = ev.object();
         self.queue.add(object_key(obj));
     }
 
     /// Informer handler for ReplicaSets: wakes the owning Rollout, or for an orphan the
     /// Rollouts of its namespace whose selector matches it.
     pub fn on_replica_set(&self, ev: &InformerEvent) {
-        let (new, old) = match ev {
-            InformerEvent::Applied { new, old } => (new, old.as_ref()),
-            InformerEvent::Deleted(last) => (last, None),
-        };
+        let (new, old) = ev.new_and_old();
         for obj in std::iter::once(new).chain(old) {
             match controller_of(obj) {
                 Some(("Rollout", name, _)) => {
@@ -145,10 +139,7 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
     /// Informer handler for pods: a deleted pod wakes its Rollout (Recreate waits for the
     /// last old pod to go); a changed one too (availability moves canary steps).
     pub fn on_pod(&self, ev: &InformerEvent) {
-        let pod = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(last) => last,
-        };
+        let pod = ev.object();
         let Some(("ReplicaSet", rs_name, _)) = controller_of(pod) else {
             return;
         };
@@ -169,10 +160,7 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
 
     /// Informer handler for Services: wakes the Rollouts of the namespace that name it.
     pub fn on_service(&self, ev: &InformerEvent) {
-        let svc = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(last) => last,
-        };
+        let svc = ev.object();
         let Some(rollouts) = rollout_info().and_then(|i| self.informers.get(i)) else {
             return;
         };
