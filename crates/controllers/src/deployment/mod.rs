@@ -41,7 +41,7 @@ use crate::{Event, Requeue, Step};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use pass::RsChange;
+use pass::RsWrite;
 use recreate::PodPhaseMap;
 use std::collections::BTreeSet;
 
@@ -299,43 +299,11 @@ fn pod_phases_by_owner(rss: &[ReplicaSet], pods: &[Pod]) -> PodPhaseMap {
 /// Turns the pass log into ordered steps. `spec_update` plans a main-resource Deployment
 /// update (rollback) instead of a status write.
 fn finish(pass: Pass, mut plan: DeploymentPlan, spec_update: bool) -> DeploymentPlan {
-    let mut emitted: BTreeSet<usize> = BTreeSet::new();
-    for change in &pass.changes {
-        let (index, action) = match *change {
-            RsChange::Create(i) => (
-                i,
-                DeploymentAction::CreateReplicaSet(pass.replica_sets[i].clone()),
-            ),
-            RsChange::Update(i) => {
-                if pass.observed_replica_sets.get(i) == Some(&pass.replica_sets[i]) {
-                    continue;
-                }
-                (
-                    i,
-                    DeploymentAction::UpdateReplicaSet(pass.replica_sets[i].clone()),
-                )
-            }
-            RsChange::Delete(i) => {
-                let meta = &pass.replica_sets[i].metadata;
-                (
-                    i,
-                    DeploymentAction::DeleteReplicaSet(ObjectKey {
-                        namespace: meta.namespace.clone().unwrap_or_default(),
-                        name: name(meta).to_string(),
-                        uid: meta.uid.clone().unwrap_or_default(),
-                        resource_version: meta.resource_version.clone().unwrap_or_default(),
-                    }),
-                )
-            }
-        };
-        let events = if emitted.insert(index) {
-            pass.rs_events
-                .iter()
-                .filter(|(i, _)| *i == index)
-                .map(|(_, e)| e.clone())
-                .collect()
-        } else {
-            Vec::new()
+    for (write, events) in pass.replica_set_writes() {
+        let action = match write {
+            RsWrite::Create(rs) => DeploymentAction::CreateReplicaSet(rs),
+            RsWrite::Update(rs) => DeploymentAction::UpdateReplicaSet(rs),
+            RsWrite::Delete(key) => DeploymentAction::DeleteReplicaSet(key),
         };
         plan.steps.push(Step { action, events });
     }

@@ -26,6 +26,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
+use std::collections::BTreeSet;
 
 /// Direction word of a `ScalingReplicaSet` event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,14 @@ pub(crate) enum RsChange {
     Delete(usize),
 }
 
+/// A ReplicaSet write that a pass ends with.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RsWrite {
+    Create(ReplicaSet),
+    Update(ReplicaSet),
+    Delete(super::ObjectKey),
+}
+
 /// The working state of one pass. Indices are stable: observed ReplicaSets keep their input
 /// index, a created one is appended.
 #[derive(Clone, Debug)]
@@ -79,6 +88,45 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// The ReplicaSet writes of this pass in the order they were first made (updates that
+    /// change nothing left out), each with the Events of its ReplicaSet on its first write.
+    pub(crate) fn replica_set_writes(&self) -> Vec<(RsWrite, Vec<Event>)> {
+        let mut emitted: BTreeSet<usize> = BTreeSet::new();
+        let mut out = Vec::new();
+        for change in &self.changes {
+            let (index, write) = match *change {
+                RsChange::Create(i) => (i, RsWrite::Create(self.replica_sets[i].clone())),
+                RsChange::Update(i) => {
+                    if self.observed_replica_sets.get(i) == Some(&self.replica_sets[i]) {
+                        continue;
+                    }
+                    (i, RsWrite::Update(self.replica_sets[i].clone()))
+                }
+                RsChange::Delete(i) => {
+                    let meta = &self.replica_sets[i].metadata;
+                    let key = super::ObjectKey {
+                        namespace: meta.namespace.clone().unwrap_or_default(),
+                        name: meta.name.clone().unwrap_or_default(),
+                        uid: meta.uid.clone().unwrap_or_default(),
+                        resource_version: meta.resource_version.clone().unwrap_or_default(),
+                    };
+                    (i, RsWrite::Delete(key))
+                }
+            };
+            let events = if emitted.insert(index) {
+                self.rs_events
+                    .iter()
+                    .filter(|(i, _)| *i == index)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            out.push((write, events));
+        }
+        out
+    }
+
     /// Starts a pass over a Deployment and the ReplicaSets it owns.
     pub fn new(deployment: Deployment, replica_sets: Vec<ReplicaSet>, now: Timestamp) -> Pass {
         Pass {

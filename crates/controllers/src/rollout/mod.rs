@@ -38,7 +38,7 @@ use crate::conditions::{
     NEW_REPLICA_SET_AVAILABLE, PROGRESS_DEADLINE_EXCEEDED, PROGRESSING, REPLICA_SET_UPDATED, TRUE,
     UNKNOWN, get_deployment_condition, new_deployment_condition, reason, set_deployment_condition,
 };
-use crate::deployment::pass::RsChange;
+use crate::deployment::pass::RsWrite;
 use crate::deployment::{ObjectKey, Pass};
 use crate::error::PlanError;
 use crate::fenceposts::max_unavailable;
@@ -912,57 +912,16 @@ fn conditions(ctx: &mut Ctx, paused: bool) {
 /// Collects the ReplicaSet changes of the working set as actions (creations, then the
 /// Service patches, then updates, then deletions).
 fn pass_steps(ctx: &mut Ctx) -> Vec<Step<RolloutAction>> {
-    let pass = &ctx.pass;
     let mut creates = Vec::new();
     let mut updates = Vec::new();
     let mut deletes = Vec::new();
-    let mut emitted = BTreeSet::new();
-    for change in &pass.changes {
-        let (index, action, bucket) = match *change {
-            RsChange::Create(i) => (
-                i,
-                RolloutAction::CreateReplicaSet(pass.replica_sets[i].clone()),
-                0,
-            ),
-            RsChange::Update(i) => {
-                if pass.observed_replica_sets.get(i) == Some(&pass.replica_sets[i]) {
-                    continue;
-                }
-                (
-                    i,
-                    RolloutAction::UpdateReplicaSet(pass.replica_sets[i].clone()),
-                    1,
-                )
-            }
-            RsChange::Delete(i) => {
-                let meta = &pass.replica_sets[i].metadata;
-                (
-                    i,
-                    RolloutAction::DeleteReplicaSet(ObjectKey {
-                        namespace: meta.namespace.clone().unwrap_or_default(),
-                        name: name(meta).to_string(),
-                        uid: meta.uid.clone().unwrap_or_default(),
-                        resource_version: meta.resource_version.clone().unwrap_or_default(),
-                    }),
-                    2,
-                )
-            }
+    for (write, events) in ctx.pass.replica_set_writes() {
+        let (action, bucket) = match write {
+            RsWrite::Create(rs) => (RolloutAction::CreateReplicaSet(rs), &mut creates),
+            RsWrite::Update(rs) => (RolloutAction::UpdateReplicaSet(rs), &mut updates),
+            RsWrite::Delete(key) => (RolloutAction::DeleteReplicaSet(key), &mut deletes),
         };
-        let events = if emitted.insert(index) {
-            pass.rs_events
-                .iter()
-                .filter(|(i, _)| *i == index)
-                .map(|(_, e)| e.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let step = Step { action, events };
-        match bucket {
-            0 => creates.push(step),
-            1 => updates.push(step),
-            _ => deletes.push(step),
-        }
+        bucket.push(Step { action, events });
     }
     let mut steps = creates;
     steps.append(&mut ctx.patches);
