@@ -8,6 +8,7 @@ mod controllers;
 mod load;
 mod pods;
 mod report;
+mod rollouts;
 mod runtime;
 mod server;
 mod services;
@@ -40,6 +41,9 @@ enum Cmd {
     /// selector switches, a canary and a control-plane crash, and the proxy's overhead
     /// against HAProxy.
     Services(services::ServicesArgs),
+    /// Rollouts: the canary's traffic share, promote/abort and analysis reaction times,
+    /// failed requests through a canary's steps, and 1,100 Rollouts idle (CPU, memory).
+    Rollouts(rollouts::RolloutsArgs),
 }
 
 /// Options every benchmark takes.
@@ -110,6 +114,18 @@ fn main() -> Result<()> {
                 plan.rounds,
                 runtime.block_on(services::run(bin, plan)),
             )
+        }
+        Cmd::Rollouts(rollouts_args) => {
+            let args = rollouts_args.common;
+            let bin = args.slipway.clone().map_or_else(default_slipway, Ok)?;
+            let mut plan = if args.quick {
+                rollouts::Plan::quick()
+            } else {
+                rollouts::Plan::full()
+            };
+            plan.only = rollouts_args.only;
+            let trials = plan.reaction_trials;
+            (args, trials, runtime.block_on(rollouts::run(bin, plan)))
         }
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

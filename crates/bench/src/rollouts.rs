@@ -138,7 +138,7 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
                     goal: Goal::None,
                 });
                 emit(Metric {
-                    name: "canary share, |share - 20| (pp; base 20 %)".into(),
+                    name: "canary share, distance from 20 (pp; base 20 %)".into(),
                     value: (t.share_pct - 20.0).abs(),
                     baseline: 20.0,
                     goal: Goal::Below(2.0),
@@ -148,19 +148,13 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
                 let base_p50 = median(&t.selector_ms);
                 let base_p99 = quantile(&t.selector_ms, 0.99);
                 emit(Metric {
-                    name: format!(
-                        "promote/abort to proxy p50, {} trials (ms)",
-                        all.len()
-                    ),
+                    name: format!("promote/abort to proxy p50, {} trials (ms)", all.len()),
                     value: median(&all),
                     baseline: base_p50,
                     goal: Goal::None,
                 });
                 emit(Metric {
-                    name: format!(
-                        "promote/abort to proxy p99, {} trials (ms)",
-                        all.len()
-                    ),
+                    name: format!("promote/abort to proxy p99, {} trials (ms)", all.len()),
                     value: quantile(&all, 0.99),
                     baseline: base_p99,
                     goal: Goal::Below(50.0),
@@ -257,6 +251,15 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
                     value: s.idle_cpu_pct,
                     baseline: s.empty_cpu_pct,
                     goal: Goal::Below(1.0),
+                });
+                emit(Metric {
+                    name: format!(
+                        "CPU over the {:.0} s soak (% of a core; base empty)",
+                        plan.soak.as_secs_f64()
+                    ),
+                    value: s.soak_cpu_pct,
+                    baseline: s.empty_cpu_pct,
+                    goal: Goal::None,
                 });
                 emit(Metric {
                     name: format!("VmRSS, {n} Rollouts (MB; base empty)"),

@@ -164,7 +164,9 @@ impl Api {
     }
 
     pub async fn rollout(&mut self, name: &str) -> Result<RoStatus> {
-        Ok(RoStatus::of(&self.get(&format!("{ROLLOUTS}/{name}")).await?))
+        Ok(RoStatus::of(
+            &self.get(&format!("{ROLLOUTS}/{name}")).await?,
+        ))
     }
 
     /// What `kubectl slipway promote` writes: `status.promoteRequestedAt`, through the

@@ -128,9 +128,11 @@ fn complete(ctx: &mut Ctx, previous: Option<String>, bg: &BlueGreenStrategy) {
         .status
         .blue_green
         .get_or_insert_with(BlueGreenStatus::default);
+    // Only a previous active ReplicaSet has a scale-down to wake up for.
+    let wake = at.is_some() && delay > 0;
     status.previous_active_hash = previous;
     status.scale_down_at = at;
-    if delay > 0 {
+    if wake {
         ctx.requeue_after(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
     }
     ctx.events.push(Event::normal(
