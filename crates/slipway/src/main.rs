@@ -266,15 +266,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // Every pod stops gracefully (preStop, SIGTERM, SIGKILL at its grace period);
             // a second signal skips the wait (the shims then keep running and are adopted
             // by the next start).
-            tokio::select! {
-                _ = agent.shutdown() => tracing::info!("every pod has stopped"),
-                _ = shutdown_signal() => tracing::warn!("second signal: exiting without waiting for the pods"),
-            }
-            // The proxy goes last, once no pod is left to carry traffic to.
+            let stopped = tokio::select! {
+                _ = agent.shutdown() => { tracing::info!("every pod has stopped"); true }
+                _ = shutdown_signal() => { tracing::warn!("second signal: exiting without waiting for the pods"); false }
+            };
             if let Some(supervisor) = proxy_supervisor.take() {
                 supervisor.abort();
             }
-            slipway_proxy::process::stop(&args.data_dir, Duration::from_secs(5)).await;
+            // The proxy goes last, once no pod is left to carry traffic to; after a second
+            // signal it keeps serving the pods that still run, and the next start adopts it.
+            if stopped {
+                slipway_proxy::process::stop(&args.data_dir, Duration::from_secs(5)).await;
+            }
         }
         anyhow::Ok(())
     });
