@@ -744,3 +744,65 @@ fn a_restart_mid_step_keeps_the_step_and_the_traffic() {
         t.versions
     );
 }
+
+#[test]
+fn a_blue_green_restart_before_promotion_keeps_the_active_service() {
+    let _serial = serial();
+    let mut s = ProcessServer::start();
+    s.apply(&service("rb-active", "rb"));
+    s.apply(&service("rb-preview", "rb"));
+    let strategy = "    blueGreen:\n      activeService: rb-active\n      previewService: rb-preview\n      autoPromotionEnabled: false\n      scaleDownDelaySeconds: 1\n";
+    s.apply(&rollout("rb", 2, V1, "", strategy, ""));
+    wait_rollout(&s, "rb", "the first revision rolled out", completed);
+    wait_ready_endpoints(&s, "rb-active", 2);
+    let active = cluster_addr(&s, "rb-active");
+    let load = Load::start(active, 8, BUDGET);
+    load.wait_for_more(500, WAIT);
+
+    plugin(&s, &["set", "image", "rb", &format!("app={V2}")]);
+    let r = wait_rollout(&s, "rb", "paused before promotion", |st| {
+        st["phase"] == "Paused" && st["currentPodHash"] != st["stablePodHash"]
+    });
+    let new = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    let old = r["status"]["stablePodHash"].as_str().unwrap().to_string();
+    eventually(WAIT, "the preview Service on the new revision", || {
+        (selector_hash(&s, "rb-preview").as_deref() == Some(new.as_str())).then_some(())
+    });
+
+    s.kill9();
+    load.wait_for_more(1_000, WAIT);
+    s.spawn(&[]);
+    // The restarted controller has run once it observes a spec change.
+    s.ok(&[
+        "patch",
+        "rollouts.slipway.dev",
+        "rb",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"revisionHistoryLimit":5}}"#,
+    ]);
+    let r = wait_rollout(&s, "rb", "observed after the restart", |st| {
+        st["phase"] == "Paused" && st["observedGeneration"].as_i64().is_some()
+    });
+    assert_eq!(r["status"]["currentPodHash"], new.as_str());
+    load.wait_for_more(1_000, WAIT);
+    // Still before promotion: production traffic stays on the stable revision.
+    assert_eq!(
+        selector_hash(&s, "rb-active").as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(
+        selector_hash(&s, "rb-preview").as_deref(),
+        Some(new.as_str())
+    );
+    for _ in 0..10 {
+        assert_eq!(version_at(active).as_deref(), Some("1.0"));
+    }
+
+    plugin(&s, &["promote", "rb"]);
+    wait_serves_only(active, "2.0");
+    wait_rollout(&s, "rb", "completed", completed);
+    load.wait_for_more(1_000, WAIT);
+    let t = load.stop();
+    assert_no_failures("blue-green restart before promotion", &t);
+}
