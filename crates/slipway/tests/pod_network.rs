@@ -202,6 +202,7 @@ fn pods_see_services_in_env_and_hosts_and_the_agent_records_their_ports() {
             ]),
             "{hosts}"
         );
+        // The headless Service has no ready pod, so no address to list.
         assert!(!hosts.contains("peers"), "{hosts}");
         // The host's own file is untouched.
         let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();

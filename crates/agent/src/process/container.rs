@@ -473,6 +473,18 @@ impl<C: Client> Run<C> {
             .list(info, None)
             .await
             .map_err(|e| format!("listing services: {}", e.message))?;
+        let hosts_info =
+            slipway_core::resources::lookup("", "v1", "endpoints").expect("endpoints are served");
+        let endpoints = if self.ctx.not_isolated.is_none() {
+            self.ctx
+                .client
+                .list(hosts_info, None)
+                .await
+                .map_err(|e| format!("listing endpoints: {}", e.message))?
+                .0
+        } else {
+            Vec::new()
+        };
         let service_env = super::env::service_env(&pod, &services);
         let env =
             super::env::container_env(&self.ctx.client, &pod, &self.p.ip, &self.c, &service_env)
@@ -519,7 +531,13 @@ impl<C: Client> Run<C> {
         cfg.isolation = isolation;
         cfg.resources = self.limits();
         let hosts = self.ctx.not_isolated.is_none().then(|| {
-            super::network::hosts_file(&pod, &self.p.ip, cfg.effective_hostname(), &services)
+            super::network::hosts_file(
+                &pod,
+                &self.p.ip,
+                cfg.effective_hostname(),
+                &services,
+                &endpoints,
+            )
         });
         Ok((cfg, hosts))
     }

@@ -99,7 +99,13 @@ impl PodNetwork {
 /// name `<svc>` only for Services of the pod's own namespace. Headless Services (ClusterIP
 /// `None`) are left out: their names would resolve to the ready endpoints, which the hosts
 /// file does not follow.
-pub fn hosts_file(pod: &Value, pod_ip: &str, hostname: &str, services: &[Arc<Value>]) -> String {
+pub fn hosts_file(
+    pod: &Value,
+    pod_ip: &str,
+    hostname: &str,
+    services: &[Arc<Value>],
+    endpoints: &[Arc<Value>],
+) -> String {
     let mut out = String::from("# Kubernetes-managed hosts file.\n");
     out.push_str("127.0.0.1\tlocalhost\n");
     out.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -141,6 +147,30 @@ pub fn hosts_file(pod: &Value, pod_ip: &str, hostname: &str, services: &[Arc<Val
         })
         .filter(|(ns, name, _)| !ns.is_empty() && !name.is_empty())
         .collect();
+    // Headless Services resolve to their ready pods, as cluster DNS answers for them.
+    for svc in services {
+        if svc.pointer("/spec/clusterIP").and_then(Value::as_str) != Some("None") {
+            continue;
+        }
+        let (ns, name) = (meta::namespace(svc), meta::name(svc));
+        let Some(ep) = endpoints
+            .iter()
+            .find(|e| meta::namespace(e) == ns && meta::name(e) == name)
+        else {
+            continue;
+        };
+        let subsets = ep.get("subsets").and_then(Value::as_array);
+        for address in subsets
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("addresses").and_then(Value::as_array))
+            .flatten()
+        {
+            if let Some(ip) = address.get("ip").and_then(Value::as_str) {
+                listed.push((ns, name, ip));
+            }
+        }
+    }
     listed.sort_unstable();
     if !listed.is_empty() {
         out.push_str("\n# Services (a snapshot taken when the container started).\n");
@@ -162,6 +192,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn headless_services_resolve_to_their_ready_pods() {
+        let pod = json!({"metadata": {"namespace": "shop", "name": "web-1"}});
+        let services = vec![svc("shop", "peers", "None")];
+        let endpoints = vec![Arc::new(json!({
+            "metadata": {"namespace": "shop", "name": "peers"},
+            "subsets": [{"addresses": [{"ip": "127.128.0.11"}, {"ip": "127.128.0.12"}],
+                         "notReadyAddresses": [{"ip": "127.128.0.13"}]}]
+        }))];
+        let text = hosts_file(&pod, "127.128.0.7", "web-1", &services, &endpoints);
+        let lines: Vec<&str> = text.lines().collect();
+        for ip in ["127.128.0.11", "127.128.0.12"] {
+            let line =
+                format!("{ip}\tpeers.shop.svc.cluster.local peers.shop.svc peers.shop peers");
+            assert!(lines.contains(&line.as_str()), "{text}");
+        }
+        assert!(
+            !text.contains("127.128.0.13"),
+            "a not-ready pod is not listed: {text}"
+        );
+        assert!(!text.contains("None"), "{text}");
+        // Without its Endpoints (none yet), a headless Service has no entry.
+        assert!(!hosts_file(&pod, "127.128.0.7", "web-1", &services, &[]).contains("peers"));
+    }
+
     fn svc(ns: &str, name: &str, ip: &str) -> Arc<Value> {
         Arc::new(json!({
             "metadata": {"namespace": ns, "name": name},
@@ -179,7 +234,7 @@ mod tests {
             svc("shop", "pending", ""),
             svc("default", "kubernetes", "10.96.0.1"),
         ];
-        let text = hosts_file(&pod, "127.128.0.7", "web-1", &services);
+        let text = hosts_file(&pod, "127.128.0.7", "web-1", &services, &[]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "# Kubernetes-managed hosts file.");
         assert!(lines.contains(&"127.0.0.1\tlocalhost"), "{text}");
@@ -214,7 +269,7 @@ mod tests {
             "metadata": {"namespace": "default", "name": "p"},
             "spec": {"hostAliases": [{"ip": "127.0.0.2", "hostnames": ["foo.local", "bar"]}]}
         });
-        let text = hosts_file(&pod, "127.128.0.9", "p", &[]);
+        let text = hosts_file(&pod, "127.128.0.9", "p", &[], &[]);
         assert!(!text.contains("# Services"), "{text}");
         assert!(
             text.contains("# Entries added by HostAliases.\n127.0.0.2\tfoo.local\tbar\n"),
