@@ -256,22 +256,7 @@ impl<C: Client> DeploymentController<C> {
                 self.client.replace(rs_info, untyped(rs)?).await?;
             }
             DeploymentAction::DeleteReplicaSet(k) => {
-                let params = DeleteParams {
-                    propagation_policy: Some("Background".into()),
-                    precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
-                    precondition_resource_version: Some(k.resource_version.clone())
-                        .filter(|r| !r.is_empty()),
-                    ..DeleteParams::default()
-                };
-                match self
-                    .client
-                    .delete(rs_info, Some(&k.namespace), &k.name, params)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
+                delete_replica_set(&self.client, k).await?;
             }
             DeploymentAction::UpdateDeployment(updated) => {
                 self.client.replace(d_info, untyped(updated)?).await?;
@@ -283,5 +268,28 @@ impl<C: Client> DeploymentController<C> {
             }
         }
         Ok(())
+    }
+}
+
+/// Deletes a ReplicaSet of history clean-up: background propagation, preconditions on the
+/// uid and resourceVersion it was planned with; already gone counts as done.
+pub(crate) async fn delete_replica_set<C: Client>(
+    client: &C,
+    k: &crate::deployment::ObjectKey,
+) -> Result<(), ApiError> {
+    let rs_info = resources::lookup("apps", "v1", "replicasets").expect("replicasets are served");
+    let params = DeleteParams {
+        propagation_policy: Some("Background".into()),
+        precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
+        precondition_resource_version: Some(k.resource_version.clone()).filter(|r| !r.is_empty()),
+        ..DeleteParams::default()
+    };
+    match client
+        .delete(rs_info, Some(&k.namespace), &k.name, params)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }

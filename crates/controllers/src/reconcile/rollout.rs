@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
-use slipway_client::{Client, DeleteParams, InformerEvent, PatchType, WorkQueue, object_key};
+use slipway_client::{Client, InformerEvent, PatchType, WorkQueue, object_key};
 use slipway_core::{ApiError, ResourceInfo, meta, resources};
 use slipway_rollout::{Rollout, RolloutStatus};
 use std::future::Future;
@@ -311,22 +311,7 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
                 self.client.replace(rs_info, untyped(rs)?).await?;
             }
             RolloutAction::DeleteReplicaSet(k) => {
-                let params = DeleteParams {
-                    propagation_policy: Some("Background".into()),
-                    precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
-                    precondition_resource_version: Some(k.resource_version.clone())
-                        .filter(|r| !r.is_empty()),
-                    ..DeleteParams::default()
-                };
-                match self
-                    .client
-                    .delete(rs_info, Some(&k.namespace), &k.name, params)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
+                crate::reconcile::deployment::delete_replica_set(&self.client, k).await?;
             }
             RolloutAction::PatchService { name, patch } => {
                 self.client
