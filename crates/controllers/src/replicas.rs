@@ -61,6 +61,15 @@ pub fn is_saturated(d: &Deployment, rs: Option<&ReplicaSet>) -> bool {
     rs_spec_replicas(rs) == replicas && desired == replicas && rs_available_replicas(rs) == replicas
 }
 
+/// The replicas a ReplicaSet counts against `replicas + maxSurge`: the larger of its size and
+/// its live pods (`status.replicas`). Kubernetes counts the size alone, so for the moment
+/// between an old ReplicaSet's scale-down and its controller deleting the pod, the new one may
+/// already grow and the Deployment run one pod beyond the surge. Counting the pods not yet
+/// removed closes that window; with `status` unset (or behind the size) nothing changes.
+fn counted_replicas(rs: &ReplicaSet) -> i32 {
+    rs_spec_replicas(rs).max(rs_status_replicas(rs))
+}
+
 /// NewRSNewReplicas: the size the new ReplicaSet may grow to in this pass. `all_rss` are the
 /// ReplicaSets whose sizes count against `replicas + maxSurge` (normally old + new).
 pub fn new_rs_new_replicas<'a>(
@@ -74,7 +83,7 @@ pub fn new_rs_new_replicas<'a>(
     }
     let (surge, _) = rolling_parameters(d);
     let surge = scaled_value(surge.as_ref(), replicas, true)?;
-    let current = i64::from(spec_replicas_sum(all_rss));
+    let current = i64::from(sum(all_rss, counted_replicas));
     let max_total = i64::from(replicas) + i64::from(surge);
     let new_spec = i64::from(rs_spec_replicas(new_rs));
     if current >= max_total {

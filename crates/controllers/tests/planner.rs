@@ -542,3 +542,28 @@ fn deleting_deployment_only_writes_status() {
         (Some(3), Some(3))
     );
 }
+
+#[test]
+fn the_new_replica_set_waits_for_old_pods_still_being_removed() {
+    use slipway_controllers::replicas::new_rs_new_replicas;
+    // 10 replicas, maxSurge 3: at most 13 pods. The old ReplicaSet was just scaled from 5 to 4
+    // but its controller has not yet removed the fifth pod; the new one has 9.
+    let d = deployment(
+        10,
+        Some(IntOrString::Int(3)),
+        Some(IntOrString::Int(2)),
+        false,
+    );
+    let mut old = replica_set(&d, "old", "img:v1", 4, ts("2024-01-01T00:00:00Z"));
+    set_rs_status(&mut old, 5, 5);
+    let mut new = replica_set(&d, "new", "img:v2", 8, ts("2024-01-01T00:01:00Z"));
+    set_rs_status(&mut new, 8, 6);
+    // Counting sizes alone (Kubernetes) would allow 9 and a fourteenth pod.
+    assert_eq!(new_rs_new_replicas(&d, [&old, &new], &new).unwrap(), 8);
+    // Once the pod is gone, the new ReplicaSet grows into the freed place.
+    set_rs_status(&mut old, 4, 4);
+    assert_eq!(new_rs_new_replicas(&d, [&old, &new], &new).unwrap(), 9);
+    // A status that lags behind a scale-up counts the size.
+    set_rs_status(&mut new, 2, 2);
+    assert_eq!(new_rs_new_replicas(&d, [&old, &new], &new).unwrap(), 9);
+}
