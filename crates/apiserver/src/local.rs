@@ -1,7 +1,9 @@
 //! The in-process [`Client`]: controllers call the REST layer directly, so their writes get
 //! the same admission, defaulting, validation and watch events as kubectl's, without HTTP.
 
+use crate::logs::{PodIds, choose_container, read_tail};
 use crate::negotiate::BodyFormat;
+use crate::podio::PodIo;
 use crate::query::Query;
 use crate::rest::{DeleteOptions, Deleted, Rest};
 use crate::target::ResourceTarget;
@@ -19,15 +21,24 @@ pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 pub struct LocalClient {
     rest: Rest,
     manager: String,
+    pod_io: Option<Arc<dyn PodIo>>,
 }
 
 impl LocalClient {
-    /// A client whose writes are recorded under `manager`.
+    /// A client whose writes are recorded under `manager`. It reads no pod logs until given
+    /// the runtime's [`PodIo`] ([`LocalClient::with_pod_io`]).
     pub fn new(rest: Rest, manager: &str) -> LocalClient {
         LocalClient {
             rest,
             manager: manager.to_string(),
+            pod_io: None,
         }
+    }
+
+    /// The same client, reading pod logs through `pod_io` (`None`: logs are empty).
+    pub fn with_pod_io(mut self, pod_io: Option<Arc<dyn PodIo>>) -> LocalClient {
+        self.pod_io = pod_io;
+        self
     }
 
     fn target(
@@ -195,5 +206,28 @@ impl Client for LocalClient {
             Deleted::Pending(obj) => Ok(Some((*obj).clone())),
         })
         .await
+    }
+
+    async fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail_lines: usize,
+    ) -> Result<String, ApiError> {
+        let pods = slipway_core::resources::lookup("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods are not served"))?;
+        let t = Self::target(pods, Some(namespace), Some(pod));
+        let obj = self.rest.get(&t)?;
+        let container = choose_container(&obj, pod, Some(container))?.unwrap_or_default();
+        let Some(pod_io) = self.pod_io.clone() else {
+            return Ok(String::new());
+        };
+        let ids = PodIds::of(&t, &obj);
+        tokio::task::spawn_blocking(move || {
+            read_tail(pod_io.as_ref(), &ids, &container, tail_lines)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the log failed: {e}")))?
     }
 }

@@ -499,6 +499,27 @@ fn render_initial(lines: &[LogLine], opts: &LogOptions, fmt: &mut Formatter) -> 
     out
 }
 
+/// The last `tail_lines` lines of the current (or last) run of `container`, as
+/// `pods/log?tailLines=` returns them. Blocking.
+pub fn read_tail(
+    pod_io: &dyn PodIo,
+    ids: &PodIds,
+    container: &str,
+    tail_lines: usize,
+) -> Result<String, ApiError> {
+    let files = find_files(pod_io, ids, container, false)?;
+    let mut asm = Assembler::default();
+    let (mut lines, _) = read_existing(&files, &mut asm);
+    asm.finish(&mut lines);
+    let opts = LogOptions {
+        tail: Some(tail_lines),
+        ..LogOptions::default()
+    };
+    let mut fmt = Formatter::new(&opts);
+    let text = render_initial(&lines, &opts, &mut fmt);
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
 /// Serves a pod's log, checking the container name as the API server does.
 pub async fn serve(
     state: &Arc<AppState>,

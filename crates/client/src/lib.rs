@@ -126,6 +126,17 @@ pub trait Client: Clone + Send + Sync + 'static {
         name: &str,
         params: DeleteParams,
     ) -> impl Future<Output = Result<Option<Value>, ApiError>> + Send;
+
+    /// The last `tail_lines` lines of the log of `container` in the pod `namespace/pod`
+    /// (`pods/log` with `tailLines`), each ending in a newline. Empty when the runtime keeps
+    /// no logs (the simulated one); a 400 when the container has not started.
+    fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail_lines: usize,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
 }
 
 /// The cache key of an object: `namespace/name`, or `name` for cluster-scoped objects.

@@ -561,6 +561,27 @@ impl Client for RemoteClient {
             .await?;
         Ok(deletion_outcome(status, obj))
     }
+
+    async fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail_lines: usize,
+    ) -> Result<String, ApiError> {
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}/log?container={}&tailLines={tail_lines}",
+            encode_component(namespace),
+            encode_component(pod),
+            encode_component(container)
+        );
+        let req = self.request(Method::GET, &path, None)?;
+        let (status, bytes) = self.send(req).await?;
+        if !status.is_success() {
+            return Err(status_error(status.as_u16(), &bytes));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
 }
 
 /// The `Content-Type` of a patch.

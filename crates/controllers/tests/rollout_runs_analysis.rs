@@ -561,7 +561,7 @@ async fn a_job_check_runs_a_pod_per_measurement() {
     let pod = w.client.pod(pod1).expect("the job pod");
     assert_eq!(
         pod["metadata"]["labels"],
-        serde_json::json!({"tier": "frontend", "slipway.dev/rollout": "web", "slipway.dev/analysis": "step-4"})
+        serde_json::json!({"slipway.dev/rollout": "web", "slipway.dev/analysis": "step-4"})
     );
     assert_eq!(
         pod["spec"]["containers"][0]["command"],

@@ -88,7 +88,8 @@ async fn an_exec_hook_runs_a_pod_built_from_the_template_and_succeeds() {
     let pod = w.client.pod(POD1).expect("the hook pod");
     assert_eq!(
         pod["metadata"]["labels"],
-        json!({"tier": "frontend", "slipway.dev/rollout": "web", "slipway.dev/hook": "pre"})
+        json!({"slipway.dev/rollout": "web", "slipway.dev/hook": "pre"}),
+        "a hook pod carries none of the template's labels, so no Service selects it"
     );
     assert_eq!(
         pod["metadata"]["ownerReferences"],
@@ -119,11 +120,15 @@ async fn an_exec_hook_runs_a_pod_built_from_the_template_and_succeeds() {
     assert_eq!(w.advance(&requests).await, Some(Duration::from_secs(1)));
     assert_eq!(w.status.hooks[0].phase, "Running");
 
+    let output: String = (1..=25).map(|i| format!("migrated {i}\n")).collect();
+    w.client.set_log(POD1, &output);
     w.client.finish_pod(POD1, "Succeeded", Some(0));
     assert_eq!(w.advance(&requests).await, None);
     let rec = &w.status.hooks[0];
     assert_eq!(rec.phase, "Succeeded");
     assert_eq!(rec.exit_code, Some(0));
+    let expected: Vec<String> = (6..=25).map(|i| format!("migrated {i}")).collect();
+    assert_eq!(rec.log_tail.as_deref(), Some(expected.join("\n").as_str()));
     assert_eq!(rec.finished_at.as_deref(), Some("2025-06-01T12:00:03.000Z"));
     let events = w.client.events();
     assert_eq!(events[1].0, "HookSucceeded");
@@ -172,11 +177,19 @@ async fn a_failed_exec_hook_aborts_by_default() {
     let mut w = World::new();
     let requests = pre(exec_hook(None));
     w.advance(&requests).await;
+    w.client.set_log(
+        POD1,
+        "applying 0042_orders\nerror: relation \"orders\" exists\n",
+    );
     w.client.finish_pod(POD1, "Failed", Some(3));
     assert_eq!(w.advance(&requests).await, None);
     let rec = &w.status.hooks[0];
     assert_eq!(rec.phase, "Failed");
     assert_eq!(rec.exit_code, Some(3));
+    assert_eq!(
+        rec.log_tail.as_deref(),
+        Some("applying 0042_orders\nerror: relation \"orders\" exists")
+    );
     assert!(rec.message.as_deref().unwrap().contains("exit code 3"));
     let (reason, message) = w.client.events().pop().unwrap();
     assert_eq!(reason, "HookFailed");
@@ -192,6 +205,7 @@ async fn an_exec_hook_that_outlives_its_timeout_is_deleted_and_fails() {
     let requests = pre(exec_hook(None));
     w.advance(&requests).await;
     w.client.set_pod_phase(POD1, "Running");
+    w.client.set_log(POD1, "waiting for the lock\n");
     w.clock.advance(Duration::from_millis(29_400));
     // 600 ms to the deadline: the hint is not later than it.
     assert_eq!(w.advance(&requests).await, Some(Duration::from_millis(600)));
@@ -200,6 +214,7 @@ async fn an_exec_hook_that_outlives_its_timeout_is_deleted_and_fails() {
     let rec = &w.status.hooks[0];
     assert_eq!(rec.phase, "Failed");
     assert_eq!(rec.message.as_deref(), Some("timed out after 30s"));
+    assert_eq!(rec.log_tail.as_deref(), Some("waiting for the lock"));
     assert_eq!(w.client.pods_deleted(), vec![POD1.to_string()]);
     assert!(w.client.pod(POD1).is_none());
 }

@@ -546,6 +546,18 @@ impl Client for ReloadingClient {
     ) -> Result<Option<Value>, ApiError> {
         self.client().delete(info, namespace, name, params).await
     }
+
+    async fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail_lines: usize,
+    ) -> Result<String, ApiError> {
+        self.client()
+            .pod_log(namespace, pod, container, tail_lines)
+            .await
+    }
 }
 
 #[cfg(test)]

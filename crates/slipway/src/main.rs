@@ -160,17 +160,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let pod_io: Option<std::sync::Arc<dyn slipway_apiserver::PodIo>> = match args.runtime {
+        Runtime::Process => Some(std::sync::Arc::new(slipway_agent::PodFiles::new(
+            &args.data_dir,
+        ))),
+        Runtime::Simulated => None,
+    };
     let result = runtime.block_on(async {
         let running = slipway_apiserver::start(slipway_apiserver::Config {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             event_ttl: Duration::from_secs(args.event_ttl_seconds),
-            pod_io: match args.runtime {
-                Runtime::Process => Some(std::sync::Arc::new(slipway_agent::PodFiles::new(
-                    &args.data_dir,
-                ))),
-                Runtime::Simulated => None,
-            },
+            pod_io: pod_io.clone(),
         })
         .await
         .with_context(|| {
@@ -195,7 +196,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let controller_client = slipway_apiserver::local::LocalClient::new(
             running.rest.clone(),
             slipway_apiserver::local::CONTROLLER_MANAGER,
-        );
+        )
+        .with_pod_io(pod_io);
         // Canary analyses read the proxy's metrics (the process runtime runs the proxy; the
         // simulated runtime has no traffic to measure).
         let proxy_data_dir = (args.runtime == Runtime::Process).then(|| args.data_dir.clone());

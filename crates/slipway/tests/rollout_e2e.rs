@@ -460,6 +460,10 @@ fn hooks_with_every_failure_policy_and_across_a_restart() {
     assert_eq!(h["kind"], "pre", "{h}");
     assert_eq!(h["attempts"], 1, "{h}");
     assert_eq!(h["exitCode"], 0, "{h}");
+    assert_eq!(
+        h["logTail"], "ok",
+        "the hook's output, read from its log: {h}"
+    );
     for name in ["ab", "rt", "ig"] {
         wait_rollout(&s, name, "the first revision rolled out", completed);
     }
@@ -487,7 +491,9 @@ fn hooks_with_every_failure_policy_and_across_a_restart() {
     let r = wait_rollout(&s, "ab", "the onAbort hook succeeded", |st| {
         hook_record(st, "notify")["phase"] == "Succeeded"
     });
-    assert_eq!(hook_record(&r["status"], "notify")["kind"], "onAbort");
+    let h = hook_record(&r["status"], "notify");
+    assert_eq!(h["kind"], "onAbort", "{h}");
+    assert_eq!(h["logTail"], "rolled back", "{h}");
     let ev = events_of(&s, "ab");
     assert!(ev.contains("HookFailed"), "{ev}");
     assert!(ev.contains("RolloutAborted"), "{ev}");

@@ -107,4 +107,14 @@ impl Client for FakeClient {
     ) -> Result<Option<Value>, ApiError> {
         Ok(None)
     }
+
+    async fn pod_log(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _container: &str,
+        _tail_lines: usize,
+    ) -> Result<String, ApiError> {
+        Ok(String::new())
+    }
 }

@@ -21,6 +21,8 @@ const DEFAULT_RETRY_LIMIT: i32 = 3;
 const DEFAULT_BACKOFF: i64 = 5;
 /// Lines of output kept in `logTail`.
 const LOG_LINES: usize = 20;
+/// Characters of output kept in `logTail` (the status stays small with long lines).
+const LOG_CHARS: usize = 4000;
 /// How long past its timeout an HTTP call may take before it is abandoned (the probe
 /// enforces the timeout itself; this only guards against a probe that does not).
 const CALL_GRACE: Duration = Duration::from_secs(1);
@@ -316,6 +318,7 @@ impl<C: Client> RunExecutor<C> {
         };
         match pod.as_deref().and_then(pod_outcome) {
             Some(Ok(())) => {
+                rec.log_tail = self.output_of(cx, pod.as_deref(), None).await;
                 self.succeed(cx, key, rec, Some(0), "exit code 0".into())
                     .await;
                 return;
@@ -329,7 +332,7 @@ impl<C: Client> RunExecutor<C> {
                 {
                     message = timed_out;
                 }
-                rec.log_tail = term.map(|t| tail_lines(&t, LOG_LINES));
+                rec.log_tail = self.output_of(cx, pod.as_deref(), term).await;
                 self.fail_attempt(cx, key, hook, rec, message, exit, hint)
                     .await;
                 return;
@@ -338,6 +341,8 @@ impl<C: Client> RunExecutor<C> {
         }
         if now >= deadline {
             if pod.is_some() {
+                // What it printed until now says where it hung.
+                rec.log_tail = self.output_of(cx, pod.as_deref(), None).await;
                 self.delete_pod(cx, &pod_name).await;
             }
             self.fail_attempt(cx, key, hook, rec, timed_out, None, hint)
@@ -359,6 +364,40 @@ impl<C: Client> RunExecutor<C> {
         hint.at(POD_POLL
             .min(until(now, deadline))
             .max(Duration::from_millis(1)));
+    }
+
+    /// The last [`LOG_LINES`] lines the hook pod's container printed (at most
+    /// [`LOG_CHARS`] characters, the end kept), else `fallback` (its termination message).
+    /// A log that cannot be read is not an error of the hook: the fallback is used.
+    async fn output_of(
+        &self,
+        cx: &Cx<'_>,
+        pod: Option<&serde_json::Value>,
+        fallback: Option<String>,
+    ) -> Option<String> {
+        let fallback = fallback
+            .map(|t| tail_lines(&t, LOG_LINES))
+            .filter(|t| !t.is_empty());
+        let (Some(pod), Some(container)) = (
+            pod,
+            pod.and_then(|p| p.pointer("/spec/containers/0/name"))
+                .and_then(|n| n.as_str()),
+        ) else {
+            return fallback;
+        };
+        let name = slipway_core::meta::name(pod);
+        match self
+            .client
+            .pod_log(&cx.namespace, name, container, LOG_LINES)
+            .await
+        {
+            Ok(log) if !log.trim().is_empty() => Some(keep_end(&tail_lines(&log, LOG_LINES))),
+            Ok(_) => fallback,
+            Err(e) => {
+                tracing::debug!(pod = name, error = %e, "reading a hook pod's log failed");
+                fallback
+            }
+        }
     }
 
     async fn succeed(
@@ -455,6 +494,20 @@ impl<C: Client> RunExecutor<C> {
     }
 }
 
+/// `s` cut to its last [`LOG_CHARS`] characters (on a character boundary), marked with a
+/// leading `...` when cut.
+fn keep_end(s: &str) -> String {
+    let count = s.chars().count();
+    if count <= LOG_CHARS {
+        return s.to_string();
+    }
+    let start = s
+        .char_indices()
+        .nth(count - LOG_CHARS)
+        .map_or(0, |(i, _)| i);
+    format!("...{}", &s[start..])
+}
+
 /// Marks `rec` running attempt `attempt` from `now`.
 fn begin(
     rec: &mut HookStatus,
@@ -502,5 +555,15 @@ mod tests {
         assert_eq!(backoff(&hook, 1000), Duration::from_secs(86_400));
         assert_eq!(retry_limit(&Hook::default()), 3);
         assert_eq!(policy_of(&Hook::default()), "Abort");
+    }
+
+    #[test]
+    fn keep_end_keeps_the_last_characters() {
+        assert_eq!(keep_end("short"), "short");
+        let long = format!("{}é{}", "a".repeat(LOG_CHARS), "b".repeat(9));
+        let kept = keep_end(&long);
+        assert!(kept.starts_with("..."), "{kept}");
+        assert!(kept.ends_with(&"b".repeat(9)));
+        assert_eq!(kept.chars().count(), LOG_CHARS + 3);
     }
 }

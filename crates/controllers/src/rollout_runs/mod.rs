@@ -20,13 +20,14 @@
 //!
 //! Hook pods are named `<rollout>-hook-<kind>-<name>-<podhash>-<attempt>`, job-check pods
 //! `<rollout>-job-<analysis>-<check>-<podhash>-<n>` (lowercased, cut to 63 characters with a
-//! hash suffix when longer); both carry the template's labels minus the selector's keys,
-//! `slipway.dev/rollout=<name>`, and `slipway.dev/hook=<kind>` or
-//! `slipway.dev/analysis=<name>`, and a non-controller owner reference to the Rollout.
+//! hash suffix when longer); both carry only the labels `slipway.dev/rollout=<name>` and
+//! `slipway.dev/hook=<kind>` or `slipway.dev/analysis=<name>` (none of the template's, so
+//! no Service selects them), and a non-controller owner reference to the Rollout.
 //!
 //! Hooks: an attempt fails on a non-zero exit, a failed pod, a non-matching HTTP status,
 //! an HTTP error, or its `timeoutSeconds` (the pod is then deleted). `logTail` holds the
-//! container's termination message when there is one (the API has no log call here).
+//! last 20 lines the hook's container printed (`pods/log`, at most 4000 characters; the
+//! termination message when the log is empty), or an HTTP hook's response body.
 //!
 //! Analyses: every check measures when its `nextAt` is due (at once when it starts), then
 //! every `interval` on schedule; `advance` returns the time to the earliest due

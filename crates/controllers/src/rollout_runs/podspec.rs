@@ -57,30 +57,12 @@ pub(crate) fn namespace_of(rollout: &Rollout) -> &str {
         .unwrap_or("default")
 }
 
-/// The label keys the Rollout's selector reads.
-fn selector_keys(rollout: &Rollout) -> Vec<String> {
-    let Some(sel) = &rollout.spec.selector else {
-        return Vec::new();
-    };
-    let mut keys: Vec<String> = sel
-        .match_labels
-        .iter()
-        .flat_map(|m| m.keys().cloned())
-        .collect();
-    keys.extend(
-        sel.match_expressions
-            .iter()
-            .flatten()
-            .map(|e| e.key.clone()),
-    );
-    keys
-}
-
 /// The pod for `run` from `rollout`'s template: one container (the one named, else the
 /// first) with its command, args and env replaced or extended, no probes, no ports,
-/// `restartPolicy: Never`, `activeDeadlineSeconds`, the template's labels minus the
-/// selector's keys (so the pod is never one of the Rollout's replicas nor an endpoint of its
-/// Services) plus `run.labels`, and a non-controller owner reference to the Rollout.
+/// `restartPolicy: Never`, `activeDeadlineSeconds`, the template's annotations, and a
+/// non-controller owner reference to the Rollout. Its labels are `slipway.dev/rollout` and
+/// `run.labels` only: none of the template's, so the pod is never one of the Rollout's
+/// replicas nor an endpoint of any Service that selects them (a hook pod serves nothing).
 pub(crate) fn build_pod(rollout: &Rollout, run: &PodRun<'_>) -> Result<Value, String> {
     let template = &rollout.spec.template;
     let mut spec = template
@@ -134,13 +116,7 @@ pub(crate) fn build_pod(rollout: &Rollout, run: &PodRun<'_>) -> Result<Value, St
     spec.node_name = None;
 
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let excluded = selector_keys(rollout);
-    let mut labels: BTreeMap<String, String> = template_meta
-        .labels
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !excluded.contains(k) && k != "pod-template-hash")
-        .collect();
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let rollout_name = rollout.metadata.name.clone().unwrap_or_default();
     labels.insert(ROLLOUT_LABEL.into(), label_value(&rollout_name));
     for (k, v) in &run.labels {

@@ -27,6 +27,8 @@ pub struct FakeClient {
     pub created: Arc<Mutex<Vec<(String, Value)>>>,
     /// Every delete, in order (resource, name).
     pub deleted: Arc<Mutex<Vec<(String, String)>>>,
+    /// Container output by pod name, served by `pod_log`.
+    pub logs: Arc<Mutex<HashMap<String, String>>>,
 }
 
 fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> Key {
@@ -105,6 +107,13 @@ impl FakeClient {
             }]);
         }
         pod["status"] = status;
+    }
+
+    /// Sets what the pod `name`'s container has printed.
+    pub fn set_log(&self, name: &str, output: &str) {
+        self.logs
+            .lock()
+            .insert(name.to_string(), output.to_string());
     }
 
     pub fn set_pod_phase(&self, name: &str, phase: &str) {
@@ -221,6 +230,22 @@ impl Client for FakeClient {
             }
             None => Err(ApiError::not_found(info, name)),
         }
+    }
+
+    async fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        _container: &str,
+        tail_lines: usize,
+    ) -> Result<String, ApiError> {
+        if self.pod(pod).is_none() || namespace != "default" {
+            return Err(ApiError::bad_request(format!("no pod {pod}")));
+        }
+        let output = self.logs.lock().get(pod).cloned().unwrap_or_default();
+        let lines: Vec<&str> = output.lines().collect();
+        let skip = lines.len().saturating_sub(tail_lines);
+        Ok(lines[skip..].iter().map(|l| format!("{l}\n")).collect())
     }
 }
 

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// Lines of a failed hook's output that `get` shows (the status keeps up to 20).
+const HOOK_OUTPUT_LINES: usize = 5;
+
 /// The annotation with a ReplicaSet's revision (as on Deployments).
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 /// The label with a ReplicaSet's (and its pods') template hash.
@@ -606,6 +609,27 @@ pub fn render(snap: &Snapshot, now: DateTime<Utc>) -> String {
             ]);
         }
         out.push_str(&table(&rows, "  "));
+        // The output of hooks that failed, where the reason usually is.
+        for h in &status.hooks {
+            let failed = matches!(h.phase.as_str(), "Failed" | "Ignored" | "Waiting");
+            let Some(log) = h
+                .log_tail
+                .as_deref()
+                .filter(|l| failed && !l.trim().is_empty())
+            else {
+                continue;
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            let shown = &lines[lines.len().saturating_sub(HOOK_OUTPUT_LINES)..];
+            let _ = writeln!(
+                out,
+                "  Output of {} ({}, {}, attempt {}):",
+                h.name, h.kind, h.pod_hash, h.attempts
+            );
+            for line in shown {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
     }
 
     let _ = writeln!(out, "\nAnalyses:");
@@ -886,7 +910,9 @@ mod tests {
                        "replicas": 5, "updatedReplicas": 1, "readyReplicas": 5, "availableReplicas": 5,
                        "currentPodHash": "h2", "stablePodHash": "h1", "currentStepIndex": 1, "weight": 25,
                        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2025-01-01T00:00:00Z"}],
-                       "hooks": [{"name": "pre", "kind": "pre", "podHash": "h2", "phase": "Succeeded", "attempts": 1}],
+                       "hooks": [{"name": "pre", "kind": "pre", "podHash": "h2", "phase": "Succeeded", "attempts": 1, "logTail": "all fine"},
+                                 {"name": "smoke", "kind": "step", "podHash": "h2", "phase": "Failed", "attempts": 2, "exitCode": 1,
+                                  "logTail": "l1\nl2\nl3\nl4\nl5\nGET /health: 500"}],
                        "analysis": [{"name": "background", "podHash": "h2", "phase": "Running",
                                      "checks": [{"name": "errors", "successful": 2, "failed": 0, "inconclusive": 1, "lastValue": "0.001"}]}]}
         });
@@ -929,13 +955,20 @@ mod tests {
             "  2         web-h2      h2    canary  1/1    app:2\n      pod web-h2-aaaaa  Running  1/1 ready\n",
             "      pod web-h1-bbbbb  Pending  0/1 ready\n",
             "Hooks:",
-            "pre   pre   h2    Succeeded  1",
+            "pre    pre   h2    Succeeded  1",
+            "smoke  step  h2    Failed     2         exit code 1",
+            "  Output of smoke (step, h2, attempt 2):\n    l2\n    l3\n    l4\n    l5\n    GET /health: 500\n",
             "Analyses:",
             "background  h2    Running  errors  2           0       1             0.001",
         ] {
             assert!(out.contains(want), "missing {want:?} in:\n{out}");
         }
         assert!(!out.contains("other"), "{out}");
+        assert!(
+            !out.contains("all fine"),
+            "a succeeded hook's output is not shown: {out}"
+        );
+        assert!(!out.contains("    l1"), "{out}");
         let images_section = &out[out.find("Images:").unwrap()..out.find("Replicas:").unwrap()];
         assert!(!images_section.contains("app:0"), "{out}");
         // The newest revision first.
