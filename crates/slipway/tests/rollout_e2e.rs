@@ -2,8 +2,9 @@
 //! kubectl and the `kubectl-slipway` plugin, the sample image as real processes, the service
 //! proxy with its traffic split, and a load client on the Services' ClusterIPs. Canary with
 //! an exact split, blue-green through promote, hooks with every failure policy (and across a
-//! kill -9 of the control plane), proxy-metrics analysis passing and failing, the progress
-//! deadline abort, and a restart in the middle of a step.
+//! kill -9 of the control plane), Recreate's pre/mid/post hooks in order, blue-green's
+//! pre-/post-promotion hooks gating the switch, a header route, proxy-metrics analysis
+//! passing and failing, the progress deadline abort, and a restart in the middle of a step.
 //!
 //! The tests are serialized (one `slipway serve` with its pods and load at a time), so they
 //! stay reliable on a small machine whatever `--test-threads` says.
@@ -811,4 +812,317 @@ fn a_blue_green_restart_before_promotion_keeps_the_active_service() {
     load.wait_for_more(1_000, WAIT);
     let t = load.stop();
     assert_no_failures("blue-green restart before promotion", &t);
+}
+
+/// `GET /` on a new connection, with `header` if given; the `version` when it answered 200.
+fn version_with(addr: SocketAddr, header: Option<(&str, &str)>) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let extra = header.map_or(String::new(), |(k, v)| format!("{k}: {v}\r\n"));
+    write!(
+        tcp,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(body.trim()).ok()?;
+    v["version"].as_str().map(str::to_string)
+}
+
+/// The `version` in an HTTP hook's recorded response body (`logTail`).
+fn logged_version(hook: &Value) -> String {
+    let body = hook["logTail"].as_str().unwrap_or("");
+    let v: Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("the hook's logTail is not the sample's JSON ({e}): {hook}"));
+    v["version"].as_str().unwrap_or("").to_string()
+}
+
+/// Pod watch events, in the order the API server sent them: (type, pod).
+#[derive(Default)]
+struct PodTimeline {
+    events: Vec<(String, Value)>,
+}
+
+impl PodTimeline {
+    /// Takes events from `rx` until `done` holds for what was seen, or panics after `WAIT`.
+    fn follow(
+        &mut self,
+        rx: &std::sync::mpsc::Receiver<Value>,
+        what: &str,
+        done: impl Fn(&PodTimeline) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !done(self) {
+            let left = deadline
+                .checked_duration_since(std::time::Instant::now())
+                .unwrap_or_else(|| panic!("timed out waiting for {what} in the pod watch"));
+            let ev = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("timed out waiting for {what} in the pod watch"));
+            let kind = ev["type"].as_str().unwrap_or("").to_string();
+            self.events.push((kind, ev["object"].clone()));
+        }
+    }
+
+    /// How many replicas of `app` at `image` were seen ready.
+    fn ready_replicas(&self, app: &str, image: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|(k, p)| k == "MODIFIED" && is_replica_of(p, app, image) && pod_ready(p))
+            .filter_map(|(_, p)| p["metadata"]["name"].as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    }
+
+    /// The index of the first event matching `f`.
+    fn first(&self, f: impl Fn(&str, &Value) -> bool) -> Option<usize> {
+        self.events.iter().position(|(k, p)| f(k, p))
+    }
+
+    /// The index of the last event matching `f`.
+    fn last(&self, f: impl Fn(&str, &Value) -> bool) -> Option<usize> {
+        self.events.iter().rposition(|(k, p)| f(k, p))
+    }
+}
+
+fn is_replica_of(p: &Value, app: &str, image: &str) -> bool {
+    p["metadata"]["labels"]["app"] == app && p["spec"]["containers"][0]["image"] == image
+}
+
+fn pod_ready(p: &Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+#[test]
+fn recreate_hooks_run_before_between_and_after_the_pods() {
+    let _serial = serial();
+    let s = ProcessServer::start();
+    let recreate = "    recreate: {}\n";
+    for app in ["rc", "mf"] {
+        s.apply(&service(app, app));
+        s.apply(&rollout(app, 2, V1, "", recreate, ""));
+    }
+    for app in ["rc", "mf"] {
+        wait_rollout(&s, app, "the first revision rolled out", completed);
+        wait_ready_endpoints(&s, app, 2);
+    }
+    let pods_path = "/api/v1/namespaces/default/pods";
+    let rv = common::list_revision(&s, pods_path);
+    let rx = common::watch_events(
+        &s,
+        &format!("{pods_path}?watch=true&resourceVersion={rv}&timeoutSeconds=600"),
+    );
+
+    // rc: an HTTP pre hook (it sees 1.0 still serving), an exec mid hook, an HTTP post hook
+    // (it sees 2.0).
+    let hooks = "  hooks:\n    pre:\n      name: before\n      http: {url: 'http://rc/'}\n    mid:\n      name: between\n      exec:\n        command: [sh, -c, 'echo migrating']\n    post:\n      name: after\n      http: {url: 'http://rc/'}\n";
+    s.apply(&rollout("rc", 2, V2, "", recreate, hooks));
+    // mf: a mid hook that fails, failurePolicy Abort: back to 1.0.
+    let failing_mid = "  hooks:\n    mid:\n      name: migrate\n      exec:\n        command: [sh, -c, 'echo half-way; exit 4']\n      failurePolicy: Abort\n";
+    s.apply(&rollout("mf", 2, V2, "", recreate, failing_mid));
+
+    let r = wait_rollout(&s, "rc", "completed and its post hook run", |st| {
+        completed(st) && hook_record(st, "after")["phase"] == "Succeeded"
+    });
+    let st = &r["status"];
+    let before = hook_record(st, "before");
+    assert_eq!(
+        (&before["kind"], &before["phase"]),
+        (&"pre".into(), &"Succeeded".into()),
+        "{before}"
+    );
+    assert_eq!(
+        logged_version(&before),
+        "1.0",
+        "the pre hook ran before any change"
+    );
+    let between = hook_record(st, "between");
+    assert_eq!(between["kind"], "mid", "{between}");
+    assert_eq!(between["phase"], "Succeeded", "{between}");
+    assert_eq!(between["logTail"], "migrating", "{between}");
+    let after = hook_record(st, "after");
+    assert_eq!(after["kind"], "post", "{after}");
+    assert_eq!(
+        logged_version(&after),
+        "2.0",
+        "the post hook ran on the new pods"
+    );
+
+    // The order, from the pod watch: every old pod gone, then the mid hook's pod, which
+    // finished before the first new pod was created.
+    let mut timeline = PodTimeline::default();
+    timeline.follow(&rx, "two ready 2.0 pods of rc", |t| {
+        t.ready_replicas("rc", V2) >= 2
+    });
+    let mid_pod = between["podName"]
+        .as_str()
+        .expect("the mid hook's pod name");
+    let last_old_gone = timeline
+        .last(|k, p| k == "DELETED" && is_replica_of(p, "rc", V1))
+        .expect("the old pods were deleted");
+    let mid_created = timeline
+        .first(|k, p| k == "ADDED" && p["metadata"]["name"] == mid_pod)
+        .expect("the mid hook's pod was created");
+    let mid_done = timeline
+        .first(|_, p| p["metadata"]["name"] == mid_pod && p["status"]["phase"] == "Succeeded")
+        .expect("the mid hook's pod succeeded");
+    let first_new = timeline
+        .first(|k, p| k == "ADDED" && is_replica_of(p, "rc", V2))
+        .expect("a new pod was created");
+    assert!(
+        last_old_gone < mid_created && mid_done < first_new,
+        "order: last old pod gone #{last_old_gone}, mid hook pod created #{mid_created}, \
+         succeeded #{mid_done}, first new pod #{first_new}"
+    );
+
+    // mf: the mid hook failed, so no new pod ever started and 1.0 is back.
+    let r = wait_rollout(&s, "mf", "aborted by its mid hook", phase_is("Aborted"));
+    let h = hook_record(&r["status"], "migrate");
+    assert_eq!(h["phase"], "Failed", "{h}");
+    assert_eq!(h["exitCode"], 4, "{h}");
+    assert_eq!(h["logTail"], "half-way", "{h}");
+    wait_ready_endpoints(&s, "mf", 2);
+    wait_serves_only(cluster_addr(&s, "mf"), "1.0");
+    timeline.follow(&rx, "two ready 1.0 pods of mf again", |t| {
+        t.ready_replicas("mf", V1) >= 2
+    });
+    assert_eq!(
+        timeline.first(|k, p| k == "ADDED" && is_replica_of(p, "mf", V2)),
+        None,
+        "a pod of the revision whose mid hook failed was started"
+    );
+    let ev = events_of(&s, "mf");
+    assert!(ev.contains("HookFailed"), "{ev}");
+}
+
+#[test]
+fn blue_green_promotion_hooks_gate_the_switch() {
+    let _serial = serial();
+    let s = ProcessServer::start();
+    s.apply(&service("bh-active", "bh"));
+    s.apply(&service("bh-preview", "bh"));
+    let strategy = "    blueGreen:\n      activeService: bh-active\n      previewService: bh-preview\n      scaleDownDelaySeconds: 2\n";
+    s.apply(&rollout("bh", 2, V1, "", strategy, ""));
+    wait_rollout(&s, "bh", "the first revision rolled out", completed);
+    wait_ready_endpoints(&s, "bh-active", 2);
+    let active = cluster_addr(&s, "bh-active");
+    let load = Load::start(active, 4, BUDGET);
+    load.wait_for_more(300, WAIT);
+
+    // A pre-promotion hook that fails (Abort): no switch, the rollout aborts.
+    let hooks = "      prePromotionHook:\n        name: gate\n        exec:\n          command: [sh, -c, 'echo not yet; exit 5']\n      postPromotionHook:\n        name: announce\n        http: {url: 'http://bh-active/'}\n";
+    s.apply(&rollout("bh", 2, V2, "", &format!("{strategy}{hooks}"), ""));
+    let r = wait_rollout(
+        &s,
+        "bh",
+        "aborted by the pre-promotion hook",
+        phase_is("Aborted"),
+    );
+    let stable = r["status"]["stablePodHash"].as_str().unwrap().to_string();
+    let new = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    let gate = hook_record(&r["status"], "gate");
+    assert_eq!(gate["kind"], "prePromotion", "{gate}");
+    assert_eq!(gate["phase"], "Failed", "{gate}");
+    assert_eq!(gate["exitCode"], 5, "{gate}");
+    assert_eq!(gate["logTail"], "not yet", "{gate}");
+    assert_eq!(hook_record(&r["status"], "announce"), Value::Null);
+    assert_eq!(
+        selector_hash(&s, "bh-active").as_deref(),
+        Some(stable.as_str())
+    );
+    for _ in 0..10 {
+        assert_eq!(version_at(active).as_deref(), Some("1.0"));
+    }
+    let out = plugin(&s, &["get", "rollout", "bh"]);
+    assert!(
+        out.contains("Output of gate (prePromotion") && out.contains("    not yet"),
+        "{out}"
+    );
+
+    // The gate becomes an HTTP check of the preview, and `retry` runs it again: it sees
+    // 2.0 on the preview, the active Service switches, then the post-promotion hook sees
+    // 2.0 on the active Service.
+    s.ok(&[
+        "patch",
+        "rollouts.slipway.dev",
+        "bh",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/strategy/blueGreen/prePromotionHook","value":{"name":"gate","http":{"url":"http://bh-preview/"}}}]"#,
+    ]);
+    wait_rollout(&s, "bh", "the fixed gate observed", phase_is("Aborted"));
+    plugin(&s, &["retry", "bh"]);
+    let r = wait_rollout(&s, "bh", "promoted, post hook run", |st| {
+        completed(st) && hook_record(st, "announce")["phase"] == "Succeeded"
+    });
+    assert_eq!(r["status"]["currentPodHash"], new.as_str());
+    let gate = hook_record(&r["status"], "gate");
+    assert_eq!(gate["phase"], "Succeeded", "{gate}");
+    assert_eq!(logged_version(&gate), "2.0", "the gate read the preview");
+    let announce = hook_record(&r["status"], "announce");
+    assert_eq!(announce["kind"], "postPromotion", "{announce}");
+    assert_eq!(
+        logged_version(&announce),
+        "2.0",
+        "the post-promotion hook ran after the switch"
+    );
+    assert_eq!(
+        selector_hash(&s, "bh-active").as_deref(),
+        Some(new.as_str())
+    );
+    wait_serves_only(active, "2.0");
+    load.wait_for_more(500, WAIT);
+    let t = load.stop();
+    assert_no_failures("blue-green abort, retry and promotion", &t);
+}
+
+#[test]
+fn a_header_route_sends_marked_requests_to_the_canary() {
+    let _serial = serial();
+    let steps = "      - setCanaryScale: {replicas: 1}\n      - setHeaderRoute:\n          name: beta\n          match:\n          - headerName: X-Canary\n            headerValue: {exact: 'yes'}\n      - pause: {}\n";
+    let yaml = rollout("hr", 2, V1, "", &canary_steps("hr", steps), "");
+    let s = start_with(&yaml, "hr", 2);
+    let addr = cluster_addr(&s, "hr");
+    plugin(&s, &["set", "image", "hr", &format!("app={V2}")]);
+    let r = wait_rollout(&s, "hr", "paused after the header route", |st| {
+        st["phase"] == "Paused" && st["currentStepIndex"] == 2
+    });
+    let canary = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(r["status"]["weight"], 0);
+    eventually(WAIT, "the header route in the traffic split", || {
+        let sp = split(&s, "hr");
+        (sp["headerRoutes"].as_array().is_some_and(|r| !r.is_empty())).then_some(sp)
+    });
+    let marked = Some(("X-Canary", "yes"));
+    eventually(WAIT, "marked requests answered by the canary", || {
+        (0..10)
+            .all(|_| version_with(addr, marked).as_deref() == Some("2.0"))
+            .then_some(())
+    });
+    for _ in 0..40 {
+        assert_eq!(version_with(addr, marked).as_deref(), Some("2.0"));
+        assert_eq!(version_with(addr, None).as_deref(), Some("1.0"));
+        assert_eq!(
+            version_with(addr, Some(("X-Canary", "no"))).as_deref(),
+            Some("1.0")
+        );
+    }
+    let sp = split(&s, "hr");
+    assert_eq!(sp["weights"][&canary], 0, "{sp}");
+
+    // Full promotion: the route is gone and everything is 2.0.
+    plugin(&s, &["promote", "hr", "--full"]);
+    wait_rollout(&s, "hr", "completed", completed);
+    wait_serves_only(addr, "2.0");
 }
