@@ -266,7 +266,10 @@ pub async fn start_with_runs<C: Client, R: Runs>(client: C, clock: Clock, runs: 
                     ro.on_service(ev);
                 }
                 "Endpoints" => ec.on_endpoints(ev),
-                "EndpointSlice" => ec.on_slice(ev),
+                "EndpointSlice" => {
+                    ec.on_slice(ev);
+                    ro.on_slice(ev);
+                }
                 _ => {}
             }
         })

@@ -524,6 +524,53 @@ fn blue_green_abort_after_the_switch_by_a_failed_post_promotion_analysis() {
 }
 
 #[test]
+fn blue_green_post_promotion_waits_for_the_endpoints_to_move() {
+    let mut strategy = blue_green(true);
+    strategy["blueGreen"]["postPromotionHook"] =
+        json!({"name": "smoke", "http": {"url": "http://127.0.0.1:1/"}});
+    let (mut w, s) = deployed(strategy, 2, &["web", "web-preview"]);
+    // The active Service's endpoints stay on the stable pods after the switch.
+    w.frozen_endpoints.insert("web".into(), s.clone());
+    w.set_image("app:v2");
+    w.cycle(6);
+    let c = w.current();
+    assert_eq!(w.selector_hash("web"), Some(c.clone()), "switched");
+    assert!(
+        !w.requested
+            .iter()
+            .any(|(_, kind, _)| kind == "postPromotion"),
+        "{:?}",
+        w.requested
+    );
+    let message = w.status().message.unwrap_or_default();
+    assert!(message.contains("endpoints"), "{message}");
+    assert!(
+        w.last.requeue.is_some(),
+        "a missed slice event cannot wedge it"
+    );
+    assert_ne!(w.stable(), c);
+    // The endpoints follow: the hook runs, and once it passed the rollout completes.
+    w.frozen_endpoints.clear();
+    w.cycle(1);
+    assert_eq!(
+        w.requested
+            .iter()
+            .filter(|(_, kind, hash)| kind == "postPromotion" && *hash == c)
+            .count(),
+        1,
+        "{:?}",
+        w.requested
+    );
+    w.outcomes.insert("smoke".into(), "Succeeded".into());
+    w.cycle(2);
+    assert_eq!(
+        w.stable(),
+        c,
+        "promoted once the post-promotion hook passed"
+    );
+}
+
+#[test]
 fn blue_green_manual_abort_before_the_switch() {
     let (mut w, s) = deployed(blue_green(false), 2, &["web", "web-preview"]);
     w.set_image("app:v2");

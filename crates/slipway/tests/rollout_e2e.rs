@@ -400,6 +400,23 @@ fn blue_green_promotes_with_zero_failed_requests() {
         (replica_set(&s, "bg", &old) == (0, 0)).then_some(())
     });
     load.wait_for_more(1_000, WAIT);
+
+    // undo to revision 1: a new rollout toward 1.0's template, previewed, then promoted.
+    plugin(&s, &["undo", "bg", "--to-revision=1"]);
+    let r = wait_rollout(&s, "bg", "the undo paused before promotion", |st| {
+        st["phase"] == "Paused" && st["currentPodHash"] != st["stablePodHash"]
+    });
+    assert_eq!(
+        r["status"]["currentPodHash"],
+        old.as_str(),
+        "undo reuses revision 1's ReplicaSet"
+    );
+    wait_ready_endpoints(&s, "bg-preview", 2);
+    wait_serves_only(preview, "1.0");
+    plugin(&s, &["promote", "bg"]);
+    wait_rollout(&s, "bg", "the undo completed", completed);
+    wait_serves_only(active, "1.0");
+    load.wait_for_more(1_000, WAIT);
     let t = load.stop();
     assert_no_failures("blue-green", &t);
     assert!(
@@ -1125,4 +1142,71 @@ fn a_header_route_sends_marked_requests_to_the_canary() {
     plugin(&s, &["promote", "hr", "--full"]);
     wait_rollout(&s, "hr", "completed", completed);
     wait_serves_only(addr, "2.0");
+}
+
+#[test]
+fn blue_green_web_and_job_analysis_gate_promotion() {
+    let _serial = serial();
+    let s = ProcessServer::start();
+    s.apply(&service("bw-active", "bw"));
+    s.apply(&service("bw-preview", "bw"));
+    let strategy = "    blueGreen:\n      activeService: bw-active\n      previewService: bw-preview\n      scaleDownDelaySeconds: 2\n      prePromotionAnalysis:\n        checks:\n        - name: preview-errors\n          interval: 1s\n          count: 2\n          web: {url: 'http://bw-preview/info', jsonPath: errorRate, max: 0.01}\n        - name: smoke\n          interval: 1s\n          job:\n            command: [sh, -c, 'test \"$QUIET\" = 1']\n";
+    s.apply(&rollout("bw", 2, V1, "", strategy, ""));
+    let r = wait_rollout(&s, "bw", "the first revision rolled out", completed);
+    let first = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    wait_ready_endpoints(&s, "bw-active", 2);
+    let active = cluster_addr(&s, "bw-active");
+    let load = Load::start(active, 4, BUDGET);
+    load.wait_for_more(300, WAIT);
+
+    // 2.0, healthy: both checks pass and the promotion is automatic.
+    plugin(&s, &["set", "image", "bw", &format!("app={V2}")]);
+    let r = wait_rollout(&s, "bw", "promoted after a passing analysis", |st| {
+        completed(st) && st["currentPodHash"] != first.as_str()
+    });
+    let good = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    let a = analysis_of(&r["status"], &good);
+    assert_eq!(a["phase"], "Successful", "{:#}", r["status"]);
+    wait_serves_only(active, "2.0");
+
+    // 2.0 failing half its requests: the web check reads errorRate 0.5 on the preview, the
+    // analysis fails, the rollout aborts and the active Service never switches.
+    s.ok(&[
+        "patch",
+        "rollouts.slipway.dev",
+        "bw",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"ERROR_RATE","value":"0.5"}}]"#,
+    ]);
+    let r = wait_rollout(
+        &s,
+        "bw",
+        "aborted by the failed analysis",
+        phase_is("Aborted"),
+    );
+    let bad = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    assert_ne!(bad, good);
+    let a = analysis_of(&r["status"], &bad);
+    assert_eq!(a["phase"], "Failed", "{:#}", r["status"]);
+    assert_eq!(
+        selector_hash(&s, "bw-active").as_deref(),
+        Some(good.as_str())
+    );
+    let ev = events_of(&s, "bw");
+    assert!(ev.contains("AnalysisFailed"), "{ev}");
+    load.wait_for_more(500, WAIT);
+    let t = load.stop();
+    assert_no_failures("blue-green analysis", &t);
+}
+
+/// The analysis record of revision `hash`.
+fn analysis_of(st: &Value, hash: &str) -> Value {
+    st["analysis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["podHash"] == hash)
+        .cloned()
+        .unwrap_or(Value::Null)
 }

@@ -16,6 +16,7 @@ use crate::runtime::{Clock, Informers, jiff_now};
 use crate::{Requeue, Step};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 use slipway_client::{Client, InformerEvent, PatchType, WorkQueue, object_key};
@@ -71,6 +72,13 @@ pub fn service_names(r: &Rollout) -> Vec<String> {
     }
     names.retain(|n| !n.is_empty());
     names
+}
+
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
+fn slice_service(slice: &Value) -> Option<&str> {
+    slice
+        .pointer("/metadata/labels/kubernetes.io~1service-name")
+        .and_then(Value::as_str)
 }
 
 /// The Rollout controller.
@@ -174,6 +182,26 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
         }
     }
 
+    /// Informer handler for EndpointSlices: wakes the Rollouts of the namespace that name
+    /// the slice's Service (blue-green waits for the active Service's endpoints to move).
+    pub fn on_slice(&self, ev: &InformerEvent) {
+        let slice = ev.object();
+        let Some(svc) = slice_service(slice) else {
+            return;
+        };
+        let Some(rollouts) = rollout_info().and_then(|i| self.informers.get(i)) else {
+            return;
+        };
+        for r in rollouts.list_namespace(meta::namespace(slice)) {
+            if let Ok(typed) = typed::<Rollout>(&r)
+                && typed.spec.strategy.blue_green.is_some()
+                && service_names(&typed).iter().any(|n| n == svc)
+            {
+                self.queue.add(object_key(&r));
+            }
+        }
+    }
+
     /// Processes the queue until it shuts down.
     pub async fn run(self: Arc<Self>) {
         crate::runtime::work(&self.queue, "rollout", |key| {
@@ -190,7 +218,10 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
         let rollout: Rollout = typed(r)?;
         let owned = self.informers.controlled_by(rs_info, meta::uid(r));
         let orphans = self.informers.orphans(rs_info, meta::namespace(r));
-        let pods: Vec<Pod> = if crate::rollout::util::is_recreate(&rollout) {
+        let slice_info = resources::lookup("discovery.k8s.io", "v1", "endpointslices");
+        let pods: Vec<Pod> = if crate::rollout::util::is_recreate(&rollout)
+            || rollout.spec.strategy.blue_green.is_some()
+        {
             owned
                 .iter()
                 .flat_map(|rs| self.informers.controlled_by(pod_info, meta::uid(rs)))
@@ -207,6 +238,19 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
                 .collect(),
             None => Vec::new(),
         };
+        let names = service_names(&rollout);
+        let endpoint_slices: Vec<EndpointSlice> = match slice_info
+            .filter(|_| !names.is_empty())
+            .and_then(|i| self.informers.get(i))
+        {
+            Some(inf) => inf
+                .list_namespace(meta::namespace(r))
+                .iter()
+                .filter(|sl| slice_service(sl).is_some_and(|n| names.iter().any(|m| m == n)))
+                .filter_map(|sl| typed(sl).ok())
+                .collect(),
+            None => Vec::new(),
+        };
         let replica_sets: Vec<ReplicaSet> = owned
             .iter()
             .chain(&orphans)
@@ -217,6 +261,7 @@ impl<C: Client, R: Runs> RolloutController<C, R> {
             replica_sets,
             pods,
             services,
+            endpoint_slices,
             now: jiff_now(&self.clock),
         })
     }

@@ -7,7 +7,8 @@
 //! auto-promotion applies (`autoPromotionSeconds` after the pause started), the new
 //! ReplicaSet is scaled to `replicas`, and once all of them are available the active Service
 //! is switched in one patch (atomic in the proxy). The post-promotion hook and analysis run
-//! next; when they pass the new ReplicaSet becomes stable, and the previous one keeps its
+//! next, once the active Service's EndpointSlices list only the new pods (what the proxy
+//! routes by); when they pass the new ReplicaSet becomes stable, and the previous one keeps its
 //! pods until `status.blueGreen.scaleDownAt` (`scaleDownDelaySeconds`, default 30).
 //!
 //! The active Service's selector is the truth about the switch: after a restart the planner
@@ -300,6 +301,18 @@ fn progress(
     }
     ctx.scale_down_others(&[stable, current.as_str()]);
     ctx.status.promote_requested_at = None;
+    // The post-promotion hook and analysis judge the new pods behind the active Service:
+    // they wait until its endpoints (and so the proxy) have moved to them.
+    let post_runs = bg.post_promotion_hook.is_some() || bg.post_promotion_analysis.is_some();
+    if post_runs && !ctx.endpoints_moved_to(&bg.active_service, &current) {
+        ctx.message = Some(format!(
+            "switching: waiting for Service {}'s endpoints to move to the new pods",
+            bg.active_service
+        ));
+        // Slice and pod events wake the rollout; this only bounds a missed one.
+        ctx.requeue_after(Duration::from_secs(1));
+        return Ok(None);
+    }
     if let Some(why) = promotion_runs(ctx, bg, &current, false) {
         return Ok(why);
     }

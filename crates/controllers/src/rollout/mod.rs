@@ -51,6 +51,7 @@ use crate::spec::{is_being_deleted, name, rs_available_replicas, rs_spec_replica
 use crate::{Event, Step};
 use k8s_openapi::api::apps::v1::{DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use slipway_rollout::{Hook, PauseCondition, Rollout, RolloutStatus};
@@ -67,10 +68,13 @@ pub struct ObservedRollout {
     pub rollout: Rollout,
     /// ReplicaSets of the namespace that the Rollout controls or that have no controller.
     pub replica_sets: Vec<ReplicaSet>,
-    /// Pods controlled by those ReplicaSets (only Recreate reads them).
+    /// Pods controlled by those ReplicaSets (Recreate and blue-green read them).
     pub pods: Vec<Pod>,
     /// The Services the strategy names (others are ignored).
     pub services: Vec<Service>,
+    /// The EndpointSlices of those Services (blue-green reads them: the switch has reached
+    /// the data plane once the active Service's endpoints are the new pods).
+    pub endpoint_slices: Vec<EndpointSlice>,
     /// The clock reading for this pass.
     pub now: Timestamp,
 }
@@ -210,6 +214,51 @@ impl<'a> Ctx<'a> {
         util::service_selector(self.service(svc)?)
             .get(crate::annotations::POD_TEMPLATE_HASH_LABEL)
             .cloned()
+    }
+
+    /// Whether the endpoints of Service `svc` have followed its selector to `hash`: its
+    /// EndpointSlices list at least one ready endpoint, and only pods of that hash. Until
+    /// then the service proxy still sends new connections to the previous pods.
+    pub fn endpoints_moved_to(&self, svc: &str, hash: &str) -> bool {
+        let hash_of_pod: std::collections::BTreeMap<&str, Option<&str>> = self
+            .observed
+            .pods
+            .iter()
+            .map(|p| {
+                let h = p
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::annotations::POD_TEMPLATE_HASH_LABEL))
+                    .map(String::as_str);
+                (p.metadata.name.as_deref().unwrap_or(""), h)
+            })
+            .collect();
+        let endpoints: Vec<_> = self
+            .observed
+            .endpoint_slices
+            .iter()
+            .filter(|sl| {
+                sl.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    .map(String::as_str)
+                    == Some(svc)
+            })
+            .flat_map(|sl| sl.endpoints.iter())
+            .collect();
+        let on_hash = |e: &&k8s_openapi::api::discovery::v1::Endpoint| {
+            e.target_ref
+                .as_ref()
+                .and_then(|t| t.name.as_deref())
+                .and_then(|n| hash_of_pod.get(n).copied().flatten())
+                == Some(hash)
+        };
+        let ready = |e: &&k8s_openapi::api::discovery::v1::Endpoint| {
+            e.conditions.as_ref().and_then(|c| c.ready) == Some(true)
+        };
+        endpoints.iter().all(on_hash) && endpoints.iter().any(ready)
     }
 
     /// Pins a Service's selector to `hash` (merge patch of that one key). Returns false

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -62,6 +63,9 @@ pub struct World {
     /// Every run requested so far (name, kind/analysis, hash).
     pub requested: Vec<(String, String, String)>,
     pub last: RolloutPlan,
+    /// Service → the hash its EndpointSlice keeps listing whatever its selector says (an
+    /// endpoints controller that lags behind a switch).
+    pub frozen_endpoints: BTreeMap<String, String>,
     uid: u64,
 }
 
@@ -77,6 +81,7 @@ impl World {
             outcomes: BTreeMap::new(),
             requested: Vec::new(),
             last: RolloutPlan::default(),
+            frozen_endpoints: BTreeMap::new(),
             uid: 0,
         }
     }
@@ -95,13 +100,74 @@ impl World {
     }
 
     pub fn observed(&self) -> ObservedRollout {
+        let (pods, endpoint_slices) = if self.rollout.spec.strategy.blue_green.is_some() {
+            self.pods_and_slices()
+        } else {
+            (Vec::new(), Vec::new())
+        };
         ObservedRollout {
             rollout: self.rollout.clone(),
             replica_sets: self.rss.clone(),
-            pods: Vec::new(),
+            pods,
             services: self.services.clone(),
+            endpoint_slices,
             now: self.now,
         }
+    }
+
+    /// The pods of the ReplicaSets as their status counts them (`<rs>-<i>`, ready while
+    /// available), and one EndpointSlice per Service listing the pods its selector's
+    /// `pod-template-hash` picks: an endpoints controller that is always up to date.
+    fn pods_and_slices(&self) -> (Vec<Pod>, Vec<EndpointSlice>) {
+        let mut pods = Vec::new();
+        for rs in &self.rss {
+            let name = rs.metadata.name.clone().unwrap_or_default();
+            let hash = util::rs_hash(rs).unwrap_or("").to_string();
+            let st = rs.status.clone().unwrap_or_default();
+            let available = st.available_replicas.unwrap_or(0);
+            for i in 0..st.replicas {
+                pods.push((format!("{name}-{i}"), hash.clone(), i < available));
+            }
+        }
+        let slices = self
+            .services
+            .iter()
+            .map(|svc| {
+                let name = svc.metadata.name.clone().unwrap_or_default();
+                let selected = self.frozen_endpoints.get(&name).cloned().or_else(|| {
+                    svc.spec
+                        .as_ref()
+                        .and_then(|s| s.selector.as_ref())
+                        .and_then(|s| s.get("pod-template-hash"))
+                        .cloned()
+                });
+                let endpoints: Vec<Value> = pods
+                    .iter()
+                    .filter(|(_, h, _)| selected.as_deref().is_none_or(|s| s == h))
+                    .map(|(pod, _, ready)| {
+                        json!({"addresses": ["127.128.0.1"], "conditions": {"ready": ready},
+                               "targetRef": {"kind": "Pod", "name": pod}})
+                    })
+                    .collect();
+                serde_json::from_value(json!({
+                    "metadata": {"name": format!("{name}-abcde"), "namespace": "default",
+                                 "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4", "endpoints": endpoints
+                }))
+                .expect("a slice")
+            })
+            .collect();
+        let pods = pods
+            .into_iter()
+            .map(|(name, hash, _)| {
+                serde_json::from_value(json!({
+                    "metadata": {"name": name, "namespace": "default",
+                                 "labels": {"app": "web", "pod-template-hash": hash}}
+                }))
+                .expect("a pod")
+            })
+            .collect();
+        (pods, slices)
     }
 
     /// One pass: plan, apply the actions, let the fake executor advance, store the status.
