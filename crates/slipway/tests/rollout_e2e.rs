@@ -1210,3 +1210,60 @@ fn analysis_of(st: &Value, hash: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null)
 }
+
+#[test]
+fn a_restart_during_recreate_and_rolling_hooks_runs_no_hook_twice() {
+    let _serial = serial();
+    let mut s = ProcessServer::start();
+    let recreate = "    recreate: {}\n";
+    let rolling = "    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n";
+    for (app, strategy) in [("rh", recreate), ("ru", rolling)] {
+        s.apply(&service(app, app));
+        s.apply(&rollout(app, 2, V1, "", strategy, ""));
+    }
+    for app in ["rh", "ru"] {
+        wait_rollout(&s, app, "the first revision rolled out", completed);
+    }
+    // Hooks that take a few seconds: the mid hook of a Recreate, the pre hook of a
+    // rollingUpdate. serve is killed while both run.
+    let slow = "      exec:\n        command: [sh, -c, 'echo started; sleep 3; echo done']\n";
+    s.apply(&rollout(
+        "rh",
+        2,
+        V2,
+        "",
+        recreate,
+        &format!("  hooks:\n    mid:\n      name: slow\n{slow}"),
+    ));
+    s.apply(&rollout(
+        "ru",
+        2,
+        V2,
+        "",
+        rolling,
+        &format!("  hooks:\n    pre:\n      name: slow\n{slow}"),
+    ));
+    for app in ["rh", "ru"] {
+        wait_rollout(&s, app, "its slow hook running", |st| {
+            hook_record(st, "slow")["phase"] == "Running"
+        });
+    }
+    s.kill9();
+    s.spawn(&[]);
+    for (app, kind) in [("rh", "mid"), ("ru", "pre")] {
+        let r = wait_rollout(&s, app, "completed after the restart", completed);
+        let h = hook_record(&r["status"], "slow");
+        assert_eq!(h["kind"], kind, "{h}");
+        assert_eq!(h["phase"], "Succeeded", "{h}");
+        assert_eq!(h["attempts"], 1, "{app}: the hook ran again: {h}");
+        assert_eq!(h["logTail"], "started\ndone", "{h}");
+        assert_eq!(
+            run_pods(&s, app).len(),
+            1,
+            "{app}: hook pods {:?}",
+            run_pods(&s, app)
+        );
+        wait_ready_endpoints(&s, app, 2);
+        wait_serves_only(cluster_addr(&s, app), "2.0");
+    }
+}
