@@ -713,6 +713,21 @@ fn progress_deadline_aborts_a_revision_that_never_becomes_ready() {
     let t = load.stop();
     assert_eq!(t.failed, 0, "{:#?}", t.failures);
     assert_eq!(t.versions.keys().collect::<Vec<_>>(), vec!["1.0"]);
+
+    // Never wedged: the fix applied to the aborted rollout rolls out from its first step.
+    let load = Load::start(addr, 4, BUDGET);
+    load.wait_for_more(300, WAIT);
+    plugin(&s, &["set", "image", "pd", &format!("app={V2}")]);
+    let r = wait_rollout(&s, "pd", "the fix paused at its first pause", |st| {
+        st["phase"] == "Paused" && st["weight"] == 50
+    });
+    assert_ne!(r["status"]["currentPodHash"], canary.as_str());
+    plugin(&s, &["promote", "pd"]);
+    wait_rollout(&s, "pd", "the fix completed", completed);
+    wait_serves_only(addr, "2.0");
+    load.wait_for_more(300, WAIT);
+    let t = load.stop();
+    assert_eq!(t.failed, 0, "rolling out the fix: {:#?}", t.failures);
 }
 
 #[test]
