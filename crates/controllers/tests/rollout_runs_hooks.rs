@@ -197,6 +197,10 @@ async fn a_failed_exec_hook_aborts_by_default() {
         message.contains("attempt 1") && message.contains("exit code 3"),
         "{message}"
     );
+    assert!(
+        message.contains("(last output: error: relation \"orders\" exists)"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

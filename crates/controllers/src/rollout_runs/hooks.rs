@@ -442,6 +442,11 @@ impl<C: Client> RunExecutor<C> {
         let attempt = rec.attempts;
         rec.exit_code = exit;
         rec.message = Some(reason.clone());
+        // The Events carry the last line the hook printed, where the cause usually is.
+        let reason = match last_output_line(rec) {
+            Some(line) => format!("{reason} (last output: {line})"),
+            None => reason,
+        };
         match policy_of(hook) {
             "Retry" if attempt <= retry_limit(hook) => {
                 let wait = backoff(hook, attempt);
@@ -492,6 +497,18 @@ impl<C: Client> RunExecutor<C> {
             }
         }
     }
+}
+
+/// The last non-empty line of an exec hook's output, at most 200 characters.
+fn last_output_line(rec: &HookStatus) -> Option<String> {
+    rec.pod_name.as_ref()?;
+    let line = rec
+        .log_tail
+        .as_deref()?
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())?;
+    Some(clip(line, 200))
 }
 
 /// `s` cut to its last [`LOG_CHARS`] characters (on a character boundary), marked with a
