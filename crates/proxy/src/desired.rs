@@ -219,27 +219,28 @@ pub fn desired_state(inputs: &Inputs) -> DesiredState {
     DesiredState { services }
 }
 
-/// The namespaces (as [`netns_key`]s) of the running containers of isolated pods.
+/// The isolated pods with a running container, by uid: each has one network namespace
+/// (its containers share it), where the in-pod frontends are bound.
 fn running_netns(pods: &[Arc<Value>]) -> Vec<String> {
     let mut out = Vec::new();
     for pod in pods {
         if str_at(pod, "/status/phase") != "Running" || !is_isolated(pod) {
             continue;
         }
-        let statuses = pod
+        let running = pod
             .pointer("/status/containerStatuses")
-            .and_then(Value::as_array);
-        for status in statuses.into_iter().flatten() {
-            if status.pointer("/state/running").is_none() {
-                continue;
-            }
-            if let Some(key) = status
-                .get("containerID")
-                .and_then(Value::as_str)
-                .and_then(netns_key)
-            {
-                out.push(key.to_string());
-            }
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s.pointer("/state/running").is_some()
+                    && s.get("containerID")
+                        .and_then(Value::as_str)
+                        .and_then(netns_key)
+                        .is_some()
+            });
+        if let Some(uid) = meta_str(pod, "uid").filter(|_| running) {
+            out.push(uid.to_string());
         }
     }
     out

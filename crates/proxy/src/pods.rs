@@ -102,8 +102,11 @@ impl PodsNetwork {
             }
             table.pods.insert(uid.to_string(), entry);
         }
-        let live: std::collections::HashSet<&String> =
-            table.pods.values().flat_map(|p| p.runs.values()).collect();
+        let live: std::collections::HashSet<&String> = table
+            .pods
+            .iter()
+            .flat_map(|(uid, p)| p.runs.values().chain(std::iter::once(uid)))
+            .collect();
         self.handles.lock().retain(|key, _| live.contains(key));
         *self.table.write() = table;
     }
@@ -122,6 +125,43 @@ impl PodsNetwork {
 
     fn pod_of_ip(&self, ip: Ipv4Addr) -> Option<String> {
         self.table.read().by_ip.get(&ip).cloned()
+    }
+
+    /// The namespace handle of a pod (`key` is its uid): its pinned namespace
+    /// (`<pod dir>/netns`, shared by its containers), or, for a pod without one, the
+    /// namespace of one of its running containers.
+    fn pod_handle(&self, uid: &str) -> io::Result<NetnsHandle> {
+        if let Some(h) = self.handles.lock().get(uid) {
+            return Ok(h.clone());
+        }
+        if uid.is_empty() || uid.contains('/') || uid.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid pod uid {uid:?}"),
+            ));
+        }
+        let pinned = self.pods_dir.join(uid).join("netns");
+        let handle = if slipway_netns::is_pinned(&pinned) {
+            NetnsHandle::start_pinned(&pinned)?
+        } else {
+            let run = {
+                let table = self.table.read();
+                let entry = table.pods.get(uid);
+                let mut runs: Vec<&String> =
+                    entry.into_iter().flat_map(|e| e.runs.values()).collect();
+                runs.sort();
+                runs.first().map(|r| (*r).clone())
+            };
+            let run = run.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("pod {uid} has no running container"),
+                )
+            })?;
+            return self.handle(&run);
+        };
+        self.handles.lock().insert(uid.to_string(), handle.clone());
+        Ok(handle)
     }
 
     /// The namespace handle of a run, started on first use from the run's `state.json`.
@@ -203,7 +243,7 @@ impl Network for PodsNetwork {
                 async move { tokio::net::TcpListener::bind(addr).await }.boxed()
             }
             Frontend::InPod { pod_uid, addr } => {
-                let handle = self.handle(pod_uid);
+                let handle = self.pod_handle(pod_uid);
                 let addr = SocketAddr::V4(*addr);
                 async move { handle?.listen(addr).await }.boxed()
             }

@@ -31,6 +31,11 @@ pub struct IsolationConfig {
     pub pid_namespace: bool,
     pub uts_namespace: bool,
     pub network_namespace: bool,
+    /// With `network_namespace`: join the namespace pinned at this path (the pod's, shared by
+    /// its containers, made by the agent with `slipway_netns::create_pinned`) instead of
+    /// creating one for this container alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_namespace_file: Option<PathBuf>,
     /// A private writable overlay (`lowerdir=/`, upper and work dirs in the state dir) as the
     /// container's root. Needs the mount namespace.
     pub overlay_root: bool,
@@ -48,6 +53,7 @@ impl Default for IsolationConfig {
             pid_namespace: true,
             uts_namespace: true,
             network_namespace: true,
+            network_namespace_file: None,
             overlay_root: true,
             mask_paths: Vec::new(),
         }

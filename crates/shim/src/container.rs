@@ -178,6 +178,8 @@ struct MountSetup {
 
 /// Runs in the forked child (the single-threaded shim's child), before exec.
 struct ChildSetup {
+    /// The pod's pinned network namespace, joined before anything is unshared.
+    join_net: Option<File>,
     unshare: CloneFlags,
     hostname: Option<String>,
     loopback: bool,
@@ -203,6 +205,11 @@ impl ChildSetup {
                 return Err(self.fail("join cgroup", e));
             }
         }
+        if let Some(ns) = self.join_net.take()
+            && let Err(e) = nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+        {
+            return Err(self.fail("join the pod's network namespace", e));
+        }
         if !self.unshare.is_empty()
             && let Err(e) = unshare(self.unshare)
         {
@@ -214,7 +221,7 @@ impl ChildSetup {
             return Err(self.fail("set hostname", e));
         }
         if self.loopback
-            && let Err(e) = sys::loopback_up()
+            && let Err(e) = slipway_netns::loopback_up()
         {
             return Err(self.fail("bring up lo", e));
         }
@@ -412,10 +419,20 @@ fn spawn_isolated(
     let setup_err = |what: &str, e: std::io::Error| StartFailure::Setup(format!("{what}: {e}"));
     let mut cmd = base_command(cfg, out_w, err_w);
     let (mut diag_r, diag_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
+    // The pod's namespace when the agent pinned one, else a namespace of this run alone.
+    let join_net = match &cfg.isolation.network_namespace_file {
+        Some(path) if plan.net_ns => Some(File::open(path).map_err(|e| {
+            setup_err(
+                &format!("open the pod's network namespace {}", path.display()),
+                e,
+            )
+        })?),
+        _ => None,
+    };
     let mut flags = CloneFlags::empty();
     flags.set(CloneFlags::CLONE_NEWNS, plan.mount_ns);
     flags.set(CloneFlags::CLONE_NEWUTS, plan.uts_ns);
-    flags.set(CloneFlags::CLONE_NEWNET, plan.net_ns);
+    flags.set(CloneFlags::CLONE_NEWNET, plan.net_ns && join_net.is_none());
     let mounts = plan.mount_ns.then(|| {
         let mut masks = cfg.isolation.mask_paths.clone();
         masks.push(cfg.state_dir.clone());
@@ -434,9 +451,10 @@ fn spawn_isolated(
         }
     });
     let mut setup = ChildSetup {
+        loopback: plan.net_ns && join_net.is_none(),
+        join_net,
         unshare: flags,
         hostname: plan.uts_ns.then(|| cfg.effective_hostname().to_string()),
-        loopback: plan.net_ns,
         mounts,
         workdir: cfg.effective_working_dir(),
         cgroup_procs: open_cgroup_procs(cgroup_procs).map_err(|e| setup_err("cgroup", e))?,

@@ -134,39 +134,6 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Brings the loopback interface up in the calling process's network namespace
-/// (`SIOCGIFFLAGS` / `SIOCSIFFLAGS` on a datagram socket; no `ip` binary needed).
-#[allow(unsafe_code)]
-pub(crate) fn loopback_up() -> io::Result<()> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: plain socket(2) call; the descriptor is owned (and closed) by `OwnedFd`.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2) and is not owned elsewhere.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    use std::os::fd::AsRawFd;
-    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags member of the `ifreq` we own.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: after SIOCGIFFLAGS the active union member is `ifru_flags`.
-    unsafe {
-        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    }
-    // SAFETY: SIOCSIFFLAGS reads the `ifreq` we own.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Start time of a process (field 22 of `/proc/<pid>/stat`), or None if it does not exist.
 /// Used with the PID to recognise a process despite PID reuse.
 pub fn process_start_time(pid: i32) -> Option<u64> {

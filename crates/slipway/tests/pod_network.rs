@@ -235,3 +235,149 @@ fn pods_see_services_in_env_and_hosts_and_the_agent_records_their_ports() {
     s.ok(&["delete", "pod", "-n", "shop", "web", "--wait=true"]);
     assert_eq!(network(&web), None, "network.json outlived its pod");
 }
+
+const DUO: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: duo
+  namespace: shop
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: k8spatterns/random-generator:1.0
+    env:
+    - {name: QUIET, value: "1"}
+  - name: side
+    image: k8spatterns/random-generator:2.0
+    env:
+    - {name: QUIET, value: "1"}
+    - {name: PORT, value: "9090"}
+"#;
+
+/// `GET /` on `url` from inside container `container` of the pod `duo` (with the host's
+/// curl, which the overlay root carries): the `version` answered.
+fn version_from(s: &ProcessServer, container: &str, url: &str) -> Option<String> {
+    let r = s.kubectl(&[
+        "exec", "-n", "shop", "duo", "-c", container, "--", "curl", "-s", "-m", "5", url,
+    ]);
+    let v: Value = serde_json::from_str(r.stdout.trim()).ok()?;
+    v["version"].as_str().map(str::to_string)
+}
+
+fn netns_of(s: &ProcessServer, container: &str) -> String {
+    s.ok(&[
+        "exec",
+        "-n",
+        "shop",
+        "duo",
+        "-c",
+        container,
+        "--",
+        "readlink",
+        "/proc/self/ns/net",
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn the_containers_of_a_pod_share_its_network_namespace() {
+    let mut s = ProcessServer::start();
+    s.ok(&["create", "namespace", "shop"]);
+    s.apply(DUO);
+    let pod = eventually(Duration::from_secs(60), "both containers running", || {
+        let p = s.get_json(&["pod", "-n", "shop", "duo"]);
+        let statuses = p["status"]["containerStatuses"].as_array().cloned()?;
+        (statuses.len() == 2
+            && statuses.iter().all(|c| c["state"]["running"].is_object())
+            && p["status"]["podIP"].is_string())
+        .then_some(p)
+    });
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    // Each container reaches the other on localhost, as on Kubernetes.
+    eventually(
+        Duration::from_secs(30),
+        "side reaching app on localhost",
+        || {
+            (version_from(&s, "side", "http://127.0.0.1:8080/").as_deref() == Some("1.0"))
+                .then_some(())
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "app reaching side on localhost",
+        || {
+            (version_from(&s, "app", "http://localhost:9090/").as_deref() == Some("2.0"))
+                .then_some(())
+        },
+    );
+    let shared = netns_of(&s, "app");
+    assert!(shared.starts_with("net:["), "{shared}");
+    assert_eq!(netns_of(&s, "side"), shared, "one namespace for the pod");
+    // The pod IP reaches both containers' ports (through the service proxy).
+    let ip = pod["status"]["podIP"].as_str().unwrap();
+    for (port, version) in [(8080, "1.0"), (9090, "2.0")] {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{ip}:{port} answering {version}"),
+            || {
+                let (code, body) = common::http_get(&format!("{ip}:{port}"), "/").ok()?;
+                let v: Value = serde_json::from_str(&body).ok()?;
+                (code == 200 && v["version"] == version).then_some(())
+            },
+        );
+    }
+
+    // A restarted container comes back into the same namespace.
+    s.kubectl(&["exec", "-n", "shop", "duo", "-c", "side", "--", "kill", "1"]);
+    eventually(
+        Duration::from_secs(60),
+        "side restarted and running",
+        || {
+            let p = s.get_json(&["pod", "-n", "shop", "duo"]);
+            let side = p["status"]["containerStatuses"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == "side")?
+                .clone();
+            (side["restartCount"].as_i64() >= Some(1) && side["state"]["running"].is_object())
+                .then_some(())
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the restarted side on localhost",
+        || {
+            (version_from(&s, "app", "http://localhost:9090/").as_deref() == Some("2.0"))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        netns_of(&s, "side"),
+        shared,
+        "the restart kept the pod's namespace"
+    );
+
+    // Deleting the pod unpins the namespace with the pod's files.
+    let netns_file = s.data_dir.join("pods").join(&uid).join("netns");
+    s.ok(&["delete", "pod", "-n", "shop", "duo", "--wait=true"]);
+    assert!(!netns_file.exists(), "{} is left", netns_file.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&uid),
+        "a mount of the deleted pod is left:\n{mounts}"
+    );
+
+    // A graceful stop of serve stops the pods and leaves no namespace pinned.
+    s.apply(DUO);
+    eventually(Duration::from_secs(60), "the new duo pinned", || {
+        (!common::mounts_under(&s.data_dir).is_empty()).then_some(())
+    });
+    s.terminate();
+    assert_eq!(
+        common::mounts_under(&s.data_dir),
+        Vec::<std::path::PathBuf>::new(),
+        "mounts left after a graceful stop"
+    );
+}

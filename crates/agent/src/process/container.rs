@@ -519,6 +519,10 @@ impl<C: Client> Run<C> {
                     self.ctx.layout.data_dir().to_path_buf(),
                     self.ctx.layout.pod_dir(&self.p.uid).unwrap_or_default(),
                 ],
+                network_namespace_file: super::network::pinned_netns(
+                    self.ctx.layout.data_dir(),
+                    &self.p.uid,
+                ),
                 ..IsolationConfig::default()
             },
         };

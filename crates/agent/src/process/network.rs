@@ -23,6 +23,14 @@
 //! The file lives as long as the pod's directory: it goes when the pod is deleted (after its
 //! processes are gone). The service proxy reads it (with its own parser of this format) to
 //! know which container's network namespace serves a port of a pod.
+//!
+//! # The pod's network namespace
+//!
+//! An isolated pod has one network namespace, pinned at `<data_dir>/pods/<uid>/netns` (see
+//! [`slipway_netns::create_pinned`]) before its first container starts; every container
+//! (init containers too, and every restart) joins it, so they share `localhost` and ports
+//! as on Kubernetes, and a restarted container keeps the pod's listeners. It survives a
+//! crash of `slipway serve` (a mount, not a process) and is unpinned when the pod's files go.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +40,36 @@ use std::sync::Arc;
 
 /// The name of the file in a pod's directory.
 pub const NETWORK_FILE: &str = "network.json";
+/// Where a pod's network namespace is pinned, in its directory.
+pub const NETNS_FILE: &str = "netns";
+
+/// The path of the pod's pinned network namespace (`None` for an unsafe uid).
+pub fn netns_path(data_dir: &Path, uid: &str) -> Option<PathBuf> {
+    Some(super::Layout::new(data_dir).pod_dir(uid)?.join(NETNS_FILE))
+}
+
+/// Pins the pod's network namespace (creating its directory), unless it already is.
+pub fn pin_netns(data_dir: &Path, uid: &str) -> std::io::Result<PathBuf> {
+    let path = netns_path(data_dir, uid)
+        .ok_or_else(|| std::io::Error::other(format!("invalid pod uid {uid:?}")))?;
+    std::fs::create_dir_all(path.parent().expect("a pod dir"))?;
+    slipway_netns::create_pinned(&path)?;
+    Ok(path)
+}
+
+/// The pod's pinned network namespace, if it has one.
+pub fn pinned_netns(data_dir: &Path, uid: &str) -> Option<PathBuf> {
+    netns_path(data_dir, uid).filter(|p| slipway_netns::is_pinned(p))
+}
+
+/// Unpins the pod's network namespace (before its directory is removed).
+pub fn unpin_netns(data_dir: &Path, uid: &str) {
+    if let Some(path) = netns_path(data_dir, uid)
+        && let Err(e) = slipway_netns::remove_pinned(&path)
+    {
+        tracing::warn!(uid, error = %e, "cannot unpin the pod's network namespace");
+    }
+}
 
 /// What `network.json` holds (see the module documentation for the format).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -160,6 +160,9 @@ pub(crate) async fn pod_worker<C: Client>(
         }
         background.push(tokio::spawn(status_writer(ctx.clone(), p.clone())));
         write_network(&ctx, &p);
+        if ctx.not_isolated.is_none() {
+            pin_netns(&ctx, &p).await;
+        }
         let (ctx2, p2) = (ctx.clone(), p.clone());
         run_task = Some(tokio::spawn(
             async move { run_pod(&ctx2, &p2, cancel_rx).await },
@@ -212,16 +215,18 @@ pub(crate) async fn pod_worker<C: Client>(
         b.abort();
     }
     match end {
-        End::Shutdown => {}
+        // The pod's processes are gone: nothing needs its namespace until the next start,
+        // which pins a fresh one (so a stopped server leaves no mount behind).
+        End::Shutdown => super::network::unpin_netns(ctx.layout.data_dir(), &uid),
         End::Vanished => {
-            ctx.layout.remove_pod(&uid);
+            remove_pod_files(&ctx, &uid);
             ctx.ips.lock().release(&uid);
         }
         End::Deleted => {
             // The files go first: the pod object disappears only once nothing of it is
             // left (a crash in between leaves a terminating pod, which the next start
             // confirms).
-            ctx.layout.remove_pod(&uid);
+            remove_pod_files(&ctx, &uid);
             let info = resources::lookup("", "v1", "pods").expect("pods are served");
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
@@ -432,7 +437,31 @@ pub(crate) async fn remove_orphan<C: Client>(ctx: &Arc<Ctx<C>>, uid: &str) {
         stopped,
         "removed the files of a pod that no longer exists"
     );
+    remove_pod_files(ctx, uid);
+}
+
+/// Removes a pod's directory, its pinned network namespace first.
+fn remove_pod_files<C: Client>(ctx: &Ctx<C>, uid: &str) {
+    super::network::unpin_netns(ctx.layout.data_dir(), uid);
     ctx.layout.remove_pod(uid);
+}
+
+/// Pins the pod's network namespace before its first container starts (the containers
+/// join it). On failure each container gets a namespace of its own, as before.
+async fn pin_netns<C: Client>(ctx: &Ctx<C>, p: &PodCtx) {
+    let (dir, uid) = (ctx.layout.data_dir().to_path_buf(), p.uid.clone());
+    let pinned = tokio::task::spawn_blocking(move || super::network::pin_netns(&dir, &uid)).await;
+    match pinned {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(
+            pod = p.name,
+            error = %e,
+            "cannot pin the pod's network namespace; each container gets its own"
+        ),
+        Err(e) => {
+            tracing::warn!(pod = p.name, error = %e, "pinning the pod's network namespace failed")
+        }
+    }
 }
 
 /// Writes the pod status whenever what the containers report changes.

@@ -239,24 +239,43 @@ fn affinity_and_balancing_come_from_the_spec_and_annotation() {
 }
 
 #[test]
-fn isolated_running_containers_get_in_pod_listeners() {
+fn isolated_running_pods_get_one_in_pod_listener_each() {
     let services = [svc(
         "web",
         json!({"clusterIP": "127.96.0.16", "ports": [{"port": 80}]}),
     )];
+    // p3's two containers share the pod's namespace: one listener, keyed by the pod.
+    let two = Arc::new(json!({
+        "metadata": {"name": "pod-p3", "namespace": "default", "uid": "p3"},
+        "status": {"phase": "Running", "podIP": "127.128.0.4",
+                   "conditions": [{"type": "Ready", "status": "True"}],
+                   "containerStatuses": [
+                       {"name": "app", "containerID": "slipway://p3/app/0", "state": {"running": {}}},
+                       {"name": "side", "containerID": "slipway://p3/side/2", "state": {"running": {}}}]},
+    }));
+    let waiting = Arc::new(json!({
+        "metadata": {"name": "pod-p4", "namespace": "default", "uid": "p4"},
+        "status": {"phase": "Running", "podIP": "127.128.0.5",
+                   "containerStatuses": [{"name": "app", "containerID": "slipway://p4/app/1",
+                                          "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]},
+    }));
     let pods = [
         pod("p1", "127.128.0.2", "slipway://p1/app/0", true),
         pod("p2", "127.128.0.3", "slipway://p2/app/3", false),
+        two,
+        waiting,
     ];
     let s = state(&services, &[], &pods, &HashMap::new());
+    let in_pod = |uid: &str| Frontend::InPod {
+        pod_uid: uid.into(),
+        addr: addr("127.96.0.16:80"),
+    };
     assert_eq!(
         s.services[&key("web")].ports[0].frontends,
         vec![
             Frontend::Host(addr("127.96.0.16:80")),
-            Frontend::InPod {
-                pod_uid: "p1/app/0".into(),
-                addr: addr("127.96.0.16:80")
-            },
+            in_pod("p1"),
+            in_pod("p3")
         ]
     );
 }

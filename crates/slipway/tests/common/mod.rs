@@ -316,7 +316,24 @@ impl Drop for Server {
                     .status();
             }
         }
+        // Pods' pinned network namespaces survive a kill -9 (as they must, for adoption);
+        // the temp dir can only go once they are unmounted.
+        for mount_point in mounts_under(&self.data_dir) {
+            let _ = Command::new("umount").arg("-l").arg(&mount_point).status();
+        }
     }
+}
+
+/// Mount points (from `/proc/self/mountinfo`) at or under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect()
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
