@@ -1,11 +1,13 @@
 //! Sockets inside another process's network namespace.
 //!
-//! A [`NetnsHandle`] is a dedicated thread that joins the network namespace of one process
-//! (`setns` on `/proc/<pid>/ns/net`, which affects only that thread) and creates sockets
-//! there on request: TCP connections (`connect`) and listeners (`listen`). A socket belongs
-//! to the namespace it was created in, so it works from any thread afterwards: probes, the
-//! pod-IP forwarders and the service proxy use it like any other tokio socket. The thread
-//! ends when the last handle is dropped.
+//! A [`NetnsHandle`] holds an open descriptor of one network namespace (of a process,
+//! `/proc/<pid>/ns/net`, or a pinned one) and creates TCP sockets in it: connections
+//! (`connect`) and listeners (`listen`). Only the creation of a socket needs the namespace
+//! (a socket belongs to the namespace it was created in); connecting, binding and all I/O
+//! then happen on tokio like any other socket. One process-wide thread creates the sockets:
+//! it `setns`es into the requested namespace (which affects only that thread), calls
+//! `socket(2)`, and goes back to its own namespace. So a handle costs a descriptor, not a
+//! thread, and a thousand pods need no thousand threads.
 //!
 //! A handle on our own namespace (`NetnsHandle::start(std::process::id())`) behaves as
 //! plain host sockets, which is what plain-process pods (no isolation) need.
@@ -17,26 +19,32 @@
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
+use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// How long a connect inside the namespace may take (loopback: refused or accepted at
 /// once, unless the listener's backlog is full).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The backlog of listeners made by [`NetnsHandle::listen`] (as `std`'s `TcpListener`).
+const LISTEN_BACKLOG: u32 = 128;
 
-enum Request {
-    Connect(SocketAddr, oneshot::Sender<io::Result<TcpStream>>),
-    Listen(SocketAddr, oneshot::Sender<io::Result<TcpListener>>),
+/// A request to the socket thread: a TCP socket (non-blocking, close-on-exec) created in
+/// the namespace `ns`.
+struct Request {
+    ns: Arc<File>,
+    reply: oneshot::Sender<io::Result<OwnedFd>>,
 }
 
-/// A handle on the socket thread of one network namespace.
+/// A handle on one network namespace.
 #[derive(Clone, Debug)]
 pub struct NetnsHandle {
-    tx: mpsc::Sender<Request>,
+    ns: Arc<File>,
     pid: i32,
 }
 
@@ -44,13 +52,16 @@ pub struct NetnsHandle {
 pub type NetnsDialer = NetnsHandle;
 
 impl NetnsHandle {
-    /// Starts a socket thread in the network namespace of process `pid`.
+    /// A handle on the network namespace of process `pid`.
     pub fn start(pid: i32) -> io::Result<NetnsHandle> {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-        Self::start_in(ns, pid, format!("netns-{pid}"))
+        let ns = File::open(format!("/proc/{pid}/ns/net"))?;
+        Ok(NetnsHandle {
+            ns: Arc::new(ns),
+            pid,
+        })
     }
 
-    /// Starts a socket thread in the namespace pinned at `path` (see [`create_pinned`]).
+    /// A handle on the namespace pinned at `path` (see [`create_pinned`]).
     /// [`NetnsHandle::pid`] is then 0.
     pub fn start_pinned(path: &Path) -> io::Result<NetnsHandle> {
         if !is_pinned(path) {
@@ -59,38 +70,13 @@ impl NetnsHandle {
                 format!("{} is not a pinned network namespace", path.display()),
             ));
         }
-        let ns = std::fs::File::open(path)?;
-        Self::start_in(ns, 0, "netns-pinned".into())
+        Ok(NetnsHandle {
+            ns: Arc::new(File::open(path)?),
+            pid: 0,
+        })
     }
 
-    fn start_in(ns: std::fs::File, pid: i32, thread: String) -> io::Result<NetnsHandle> {
-        let (tx, rx) = mpsc::channel::<Request>();
-        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
-        std::thread::Builder::new().name(thread).spawn(move || {
-            if let Err(e) = setns(&ns, CloneFlags::CLONE_NEWNET) {
-                let _ = ready_tx.send(Err(io::Error::from(e)));
-                return;
-            }
-            drop(ns);
-            let _ = ready_tx.send(Ok(()));
-            for request in rx {
-                match request {
-                    Request::Connect(addr, reply) => {
-                        let _ = reply.send(TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT));
-                    }
-                    Request::Listen(addr, reply) => {
-                        let _ = reply.send(TcpListener::bind(addr));
-                    }
-                }
-            }
-        })?;
-        ready_rx
-            .recv()
-            .map_err(|_| io::Error::other("the netns socket thread ended early"))??;
-        Ok(NetnsHandle { tx, pid })
-    }
-
-    /// The process whose namespace this handle joined.
+    /// The process whose namespace this handle joined (0 for a pinned namespace).
     pub fn pid(&self) -> i32 {
         self.pid
     }
@@ -103,26 +89,97 @@ impl NetnsHandle {
 
     /// Connects to `addr` inside the namespace.
     pub async fn connect_addr(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Connect(addr, reply))?;
-        let stream = rx.await.map_err(|_| ended())??;
-        stream.set_nonblocking(true)?;
-        tokio::net::TcpStream::from_std(stream)
+        let socket = self.socket().await?;
+        tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} in the namespace timed out"),
+                )
+            })?
     }
 
     /// Binds a TCP listener on `addr` inside the namespace (any 127.0.0.0/8 address is
     /// local on a namespace's `lo`).
     pub async fn listen(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Listen(addr, reply))?;
-        let listener = rx.await.map_err(|_| ended())??;
-        listener.set_nonblocking(true)?;
-        tokio::net::TcpListener::from_std(listener)
+        let socket = self.socket().await?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
     }
 
-    fn send(&self, request: Request) -> io::Result<()> {
-        self.tx.send(request).map_err(|_| ended())
+    /// A TCP socket created in the namespace.
+    async fn socket(&self) -> io::Result<tokio::net::TcpSocket> {
+        let (reply, rx) = oneshot::channel();
+        socket_thread()?
+            .lock()
+            .map_err(|_| ended())?
+            .send(Request {
+                ns: self.ns.clone(),
+                reply,
+            })
+            .map_err(|_| ended())?;
+        let fd = rx.await.map_err(|_| ended())??;
+        Ok(tokio::net::TcpSocket::from_std_stream(
+            std::net::TcpStream::from(fd),
+        ))
     }
+}
+
+/// The process-wide socket thread, started on first use.
+fn socket_thread() -> io::Result<&'static Mutex<mpsc::Sender<Request>>> {
+    static THREAD: OnceLock<Result<Mutex<mpsc::Sender<Request>>, String>> = OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Request>();
+            let home = File::open("/proc/thread-self/ns/net")
+                .map_err(|e| format!("opening our network namespace: {e}"))?;
+            std::thread::Builder::new()
+                .name("netns-sockets".into())
+                .spawn(move || serve_sockets(&home, rx))
+                .map_err(|e| format!("starting the netns socket thread: {e}"))?;
+            Ok(Mutex::new(tx))
+        })
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))
+}
+
+/// The socket thread: for each request, enter its namespace, create the socket, come back.
+/// Ends (failing every later request) if it cannot come back to `home`.
+fn serve_sockets(home: &File, rx: mpsc::Receiver<Request>) {
+    for Request { ns, reply } in rx {
+        let made = setns(&*ns, CloneFlags::CLONE_NEWNET)
+            .map_err(io::Error::from)
+            .and_then(|()| tcp_socket());
+        if let Err(e) = setns(home, CloneFlags::CLONE_NEWNET) {
+            let _ = reply.send(Err(io::Error::other(format!(
+                "the netns socket thread cannot return to its namespace: {e}"
+            ))));
+            return;
+        }
+        let _ = reply.send(made);
+    }
+}
+
+/// `socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC)` in the calling thread's
+/// network namespace.
+#[allow(unsafe_code)]
+fn tcp_socket() -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2) call; the descriptor is owned (and closed) by `OwnedFd`.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn ended() -> io::Error {

@@ -473,6 +473,16 @@ fn a_crash_of_slipway_serve_is_not_an_outage() {
         .as_str()
         .unwrap()
         .to_string();
+    let ready_since = |s: &ProcessServer, name: &str| {
+        pod(s, name)["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| (c["status"].clone(), c["lastTransitionTime"].clone()))
+    };
+    let keeper_ready_since = ready_since(&s, "keeper");
+    let goner_ready_since = ready_since(&s, "goner");
 
     // A pod mid-termination (its process ignores SIGTERM) when the control plane dies.
     s.ok(&["delete", "pod", "stubborn", "--wait=false"]);
@@ -526,6 +536,14 @@ fn a_crash_of_slipway_serve_is_not_an_outage() {
         },
     );
     assert_eq!(container_status(&p)["restartCount"], 0, "{p}");
+    // Adopted pods never went unready (which would take them out of their Services): the
+    // Ready condition has not changed since before the crash.
+    eventually(Duration::from_secs(20), "goner adopted", || {
+        (pod(&s, "goner")["status"]["containerStatuses"][0]["state"]["running"].is_object())
+            .then_some(())
+    });
+    assert_eq!(ready_since(&s, "keeper"), keeper_ready_since);
+    assert_eq!(ready_since(&s, "goner"), goner_ready_since);
     for (pid, start) in keeper_procs.iter().chain(&goner_procs) {
         assert!(
             common::alive(*pid, *start),

@@ -180,8 +180,17 @@ impl<C: Client> Run<C> {
         *self.cancel.borrow()
     }
 
-    /// Where to begin: adopt the newest run on disk, or launch the first one.
+    /// Where to begin: adopt the newest run on disk, or launch the first one. Tells the
+    /// status writer once what is known of the container is no longer the defaults.
     fn first_step(&self) -> Step {
+        let step = self.find_first_step();
+        if self.kind == Kind::Regular {
+            self.p.shared.first_step_taken();
+        }
+        step
+    }
+
+    fn find_first_step(&self) -> Step {
         let runs = self.ctx.layout.runs(&self.p.uid, &self.c.name);
         let Some(&n) = runs.last() else {
             return Step::Launch(0);
@@ -227,10 +236,13 @@ impl<C: Client> Run<C> {
                     .and_then(|v| v.as_array())
                     .and_then(|l| l.iter().find(|s| s["name"] == self.c.name.as_str()))
                     .and_then(|s| s["ready"].as_bool());
+                // The readiness it had until its probes say otherwise (see `monitor`).
                 self.update(|ci| {
                     ci.state = State::Running {
                         started_at: ts(started_at),
-                    }
+                    };
+                    ci.ready = adopted_ready.unwrap_or(false);
+                    ci.started = true;
                 });
                 tracing::info!(
                     pod = self.p.name,

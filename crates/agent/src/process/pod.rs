@@ -26,9 +26,30 @@ use tokio::time::Instant;
 pub(crate) struct Shared {
     pub info: Mutex<PodInfo>,
     pub changed: Notify,
+    /// Containers that have not yet taken their first step (adopted or launched). While
+    /// any has not, the status writer writes nothing: for a pod found running after a
+    /// restart of the agent, what it knows before is only defaults (not ready), and writing
+    /// them would take the pod out of its Services for a moment.
+    pub pending_first_steps: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
+    /// The container worker of a regular container has taken its first step.
+    pub fn first_step_taken(&self) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .pending_first_steps
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        self.changed.notify_one();
+    }
+
+    /// Whether the status writer may write (no container is still to take its first step).
+    pub fn may_report(&self) -> bool {
+        self.pending_first_steps
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+    }
+
     /// Changes what is known of a container and wakes the status writer.
     pub fn update(&self, kind: Kind, index: usize, f: impl FnOnce(&mut ContainerInfo)) {
         {
@@ -109,6 +130,15 @@ pub(crate) async fn pod_worker<C: Client>(
         .map(str::to_string)
         .unwrap_or_else(|| ts((ctx.clock)()));
     let policy = RestartPolicy::from_api(spec.restart_policy.as_deref()).unwrap_or_default();
+    let adopting = if spec
+        .containers
+        .iter()
+        .any(|c| !ctx.layout.runs(&uid, &c.name).is_empty())
+    {
+        spec.containers.len()
+    } else {
+        0
+    };
     let list = |cs: &[k8s_openapi::api::core::v1::Container]| -> Vec<ContainerInfo> {
         cs.iter()
             .map(|c| ContainerInfo::new(&c.name, c.image.as_deref().unwrap_or("")))
@@ -137,6 +167,9 @@ pub(crate) async fn pod_worker<C: Client>(
         shared: Shared {
             info: Mutex::new(info),
             changed: Notify::new(),
+            // A pod with runs on disk is being adopted: report once every container has
+            // been found again. A new pod reports its defaults (ContainerCreating) at once.
+            pending_first_steps: std::sync::atomic::AtomicUsize::new(adopting),
         },
         pod_rx: pod_rx.clone(),
     });
@@ -473,7 +506,10 @@ async fn status_writer<C: Client>(ctx: Arc<Ctx<C>>, p: Arc<PodCtx>) {
         let pod = pod_rx.borrow_and_update().clone();
         let known = p.shared.info.lock().clone();
         let status = build_status(&pod, &known, (ctx.clock)());
-        if pod.get("status") != Some(&status) && last_written.as_ref() != Some(&status) {
+        if p.shared.may_report()
+            && pod.get("status") != Some(&status)
+            && last_written.as_ref() != Some(&status)
+        {
             let mut updated = (*pod).clone();
             updated["status"] = status.clone();
             match ctx.client.replace_status(info, updated).await {
@@ -665,6 +701,7 @@ mod tests {
                     not_isolated: None,
                 }),
                 changed: Notify::new(),
+                pending_first_steps: std::sync::atomic::AtomicUsize::new(0),
             },
             pod_rx: rx,
         };
