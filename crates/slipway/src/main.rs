@@ -98,6 +98,14 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
+/// The small executable with the `shim` and `nsexec` modes (`slipway-shim`, built and
+/// installed beside `slipway`), or `slipway` itself, which has them too.
+fn shim_executable() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the slipway executable")?;
+    let small = exe.with_file_name(format!("slipway-shim{}", std::env::consts::EXE_SUFFIX));
+    Ok(if small.is_file() { small } else { exe })
+}
+
 fn main() -> anyhow::Result<()> {
     // The exec helper runs for every exec probe: it skips building the whole command line
     // parser (`slipway nsexec` is parsed as below all the same).
@@ -114,9 +122,10 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(slipway_images::run_sample(name, args))
         }
         Command::Nsexec { args } => std::process::exit(slipway_shim::nsexec_main(args)),
-        // Exec probes, exec hooks and `kubectl exec` enter containers through
-        // `slipway nsexec` rather than a fork of this (large, multi-threaded) process.
-        Command::Serve(_) => slipway_shim::set_exec_helper(std::env::current_exe().ok()),
+        // Exec probes, exec hooks and `kubectl exec` enter containers through the small
+        // `slipway-shim nsexec` (or `slipway nsexec`) rather than a fork of this (large,
+        // multi-threaded) process.
+        Command::Serve(_) => slipway_shim::set_exec_helper(Some(shim_executable()?)),
         _ => {}
     }
     tracing_subscriber::fmt()
@@ -235,7 +244,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let config = slipway_agent::ProcessConfig {
                     data_dir: args.data_dir.clone(),
                     slipway_exe: std::env::current_exe()
-                        .context("finding the slipway executable (it runs the pods' shims)")?,
+                        .context("finding the slipway executable (it runs the sample images)")?,
+                    shim_exe: shim_executable()?,
                     // SLIPWAY_POD_ISOLATION=off runs plain processes even as root.
                     isolation: std::env::var("SLIPWAY_POD_ISOLATION").as_deref() != Ok("off"),
                 };

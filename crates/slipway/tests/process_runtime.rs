@@ -484,6 +484,15 @@ fn a_crash_of_slipway_serve_is_not_an_outage() {
     let keeper_ready_since = ready_since(&s, "keeper");
     let goner_ready_since = ready_since(&s, "goner");
 
+    // The supervisor is the small `slipway-shim` executable built beside `slipway`.
+    let shim_exe = std::fs::read_link(format!("/proc/{}/exe", keeper_procs[0].0)).unwrap();
+    assert_eq!(
+        shim_exe.file_name().and_then(|n| n.to_str()),
+        Some("slipway-shim"),
+        "{}",
+        shim_exe.display()
+    );
+
     // A pod mid-termination (its process ignores SIGTERM) when the control plane dies.
     s.ok(&["delete", "pod", "stubborn", "--wait=false"]);
     s.kill9();

@@ -606,7 +606,7 @@ impl<C: Client> Run<C> {
             ci.ready = false;
             ci.started = false;
         });
-        let mut shim = Command::new(&self.ctx.slipway_exe);
+        let mut shim = Command::new(&self.ctx.shim_exe);
         shim.arg("shim");
         let launched = tokio::task::spawn_blocking(move || slipway_shim::launch(shim, &cfg)).await;
         let started = Instant::now();

@@ -52,8 +52,11 @@ pub struct ProcessConfig {
     /// The data dir: pods live under `<data_dir>/pods`, the image catalog is
     /// `<data_dir>/images.yaml`.
     pub data_dir: PathBuf,
-    /// The `slipway` executable: it runs the shims (`slipway shim`) and the built-in images.
+    /// The `slipway` executable: it runs the built-in images.
     pub slipway_exe: PathBuf,
+    /// The executable of the shims (`<shim_exe> shim <config>`): the small `slipway-shim`
+    /// when it is installed, else `slipway` itself (which has the same mode).
+    pub shim_exe: PathBuf,
     /// Isolate pods (namespaces, overlay root) where the host allows it. False runs plain
     /// processes.
     pub isolation: bool,
@@ -81,6 +84,7 @@ pub(crate) struct Ctx<C> {
     pub client: C,
     pub layout: Layout,
     pub slipway_exe: PathBuf,
+    pub shim_exe: PathBuf,
     pub not_isolated: Option<String>,
     pub ips: Mutex<IpPool>,
     pub clock: crate::Clock,
@@ -159,6 +163,7 @@ pub async fn start_process_with_drain<C: Client>(
         client: client.clone(),
         layout: Layout::new(&config.data_dir),
         slipway_exe: config.slipway_exe,
+        shim_exe: config.shim_exe,
         not_isolated,
         ips: Mutex::new(IpPool::default()),
         clock,

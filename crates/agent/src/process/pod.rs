@@ -736,6 +736,7 @@ mod tests {
             client: FakeClient::default(),
             layout: super::super::Layout::new(tmp.path()),
             slipway_exe: "/nonexistent".into(),
+            shim_exe: "/nonexistent".into(),
             not_isolated: Some("test".into()),
             ips: Mutex::new(crate::IpPool::default()),
             clock: Arc::new(chrono::Utc::now),
