@@ -4,11 +4,20 @@
 //! The protocol, as kubectl 1.33 speaks it: a `GET` upgrade offering `v5.channel.k8s.io`; the
 //! server answers 101 naming that protocol. Every message is a binary frame whose first byte
 //! is the channel: 0 stdin (client to server; `0xff 0x00` closes it), 1 stdout, 2 stderr,
-//! 3 the final `Status` (server to client), 4 terminal size (ignored: no TTY is allocated).
-//! The server ends with the `Status` and a close frame with code 1000.
+//! 3 the final `Status` (server to client), 4 terminal size (client to server,
+//! `{"Width":W,"Height":H}`). The server ends with the `Status` and a close frame with code
+//! 1000.
+//!
+//! `exec` with `tty=true` (`kubectl exec -t`): the server waits (up to a second) for the
+//! client's first terminal size, then asks [`PodIo::exec_process`] for a pseudo-terminal of
+//! that size; stdin goes to its master side, the master's output goes out on channel 1 (no
+//! stderr channel with a TTY, as Kubernetes), and every later size message resizes it. A
+//! [`PodIo`] without terminal support runs the command with pipes instead.
 //!
 //! `attach` shows the container's output as it is written to its log (the runtime keeps no
-//! stdin open for the container, so `attach -i` is refused).
+//! stdin open for the container, so `attach -i` is refused; with `tty=true`, which kubectl
+//! only sends for a container whose spec asks for a TTY, stdout and stderr are both shown on
+//! channel 1 and size messages are ignored: containers never run on a terminal here).
 //!
 //! hyper hands the upgraded connection out through an `OnUpgrade` in the request's
 //! extensions; [`capture_upgrades`] keeps it (with the raw query string, which carries the
@@ -16,7 +25,7 @@
 
 use crate::http::AppState;
 use crate::logs::{self, Assembler, FollowPos, LogLine, PodIds, Stream};
-use crate::podio::{ExecRequest, PodIo};
+use crate::podio::{ExecProcess, ExecRequest, PodIo, ResizeFn, Terminal};
 use crate::target::ResourceTarget;
 use axum::body::Body;
 use axum::extract::Request;
@@ -30,9 +39,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use slipway_core::{ApiError, Subresource};
 use std::cell::Cell;
-use std::process::Child;
+use std::fs::File;
+use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -243,6 +254,18 @@ pub async fn serve(
     };
     let ids = PodIds::of(t, &pod);
     let session = match sub {
+        Subresource::Exec if opts.tty => Session::ExecTty(ExecStart {
+            pod_io,
+            ids,
+            container,
+            request: ExecRequest {
+                argv: opts.command.clone(),
+                stdin: opts.stdin,
+                stdout: opts.stdout,
+                stderr: false,
+                tty: true,
+            },
+        }),
         Subresource::Exec => {
             let request = ExecRequest {
                 argv: opts.command.clone(),
@@ -294,8 +317,17 @@ pub async fn serve(
     Ok(resp)
 }
 
+/// What starting an exec needs (a TTY exec starts once the terminal size is known).
+struct ExecStart {
+    pod_io: Arc<dyn PodIo>,
+    ids: PodIds,
+    container: String,
+    request: ExecRequest,
+}
+
 enum Session {
     Exec(Result<Child, ApiError>),
+    ExecTty(ExecStart),
     Attach {
         files: Result<(FollowPos, crate::podio::LogFiles), ApiError>,
         pod_io: Arc<dyn PodIo>,
@@ -348,7 +380,8 @@ async fn run(on_upgrade: OnUpgrade, session: Session, opts: StreamOptions) {
         Session::Exec(Err(e)) | Session::Attach { files: Err(e), .. } => {
             finish(&mut ws, &status_error(&e)).await
         }
-        Session::Exec(Ok(child)) => run_exec(ws, child).await,
+        Session::Exec(Ok(child)) => run_exec(ws, child, Vec::new()).await,
+        Session::ExecTty(start) => start_exec_tty(ws, start, opts).await,
         Session::Attach {
             files: Ok((pos, files)),
             pod_io,
@@ -369,32 +402,69 @@ enum FromClient {
     Gone,
 }
 
+/// A client message, decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum ClientMessage {
+    /// Channel 0 data.
+    Stdin(Bytes),
+    /// `0xff 0x00`: the client's stdin ended.
+    CloseStdin,
+    /// Channel 4: the terminal is now `width` columns by `height` rows.
+    Resize { width: u16, height: u16 },
+    /// Anything else (pings, unknown channels, an unreadable size): ignored.
+    Ignored,
+    /// The client closed the connection or it failed.
+    Gone,
+}
+
+/// A channel 4 message body: `{"Width":W,"Height":H}` (kubectl's `TerminalSize`).
+fn parse_resize(data: &[u8]) -> Option<(u16, u16)> {
+    let v: Value = serde_json::from_slice(data).ok()?;
+    let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
+    Some((dim("Width")?, dim("Height")?))
+}
+
+fn decode(m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> ClientMessage {
+    match m {
+        Some(Ok(Message::Binary(b))) => match b.first() {
+            Some(&STDIN) if b.len() > 1 => ClientMessage::Stdin(b.slice(1..)),
+            Some(&CLOSE) if b.get(1) == Some(&STDIN) => ClientMessage::CloseStdin,
+            Some(&RESIZE) => match parse_resize(&b[1..]) {
+                Some((width, height)) => ClientMessage::Resize { width, height },
+                None => ClientMessage::Ignored,
+            },
+            _ => ClientMessage::Ignored,
+        },
+        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => ClientMessage::Gone,
+        Some(Ok(_)) => ClientMessage::Ignored,
+    }
+}
+
 /// Handles one client message: stdin data goes to `stdin` (dropping it closes the child's
-/// stdin), resize is ignored.
+/// stdin), a terminal size goes to `resize`.
 async fn on_client_message(
     m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     stdin: &mut Option<tokio::sync::mpsc::Sender<Bytes>>,
+    resize: &(dyn Fn(u16, u16) + Send + Sync),
 ) -> FromClient {
-    match m {
-        Some(Ok(Message::Binary(b))) => {
-            match b.first() {
-                Some(&STDIN) if b.len() > 1 => {
-                    if let Some(tx) = stdin
-                        && tx.send(b.slice(1..)).await.is_err()
-                    {
-                        *stdin = None;
-                    }
-                }
-                Some(&CLOSE) if b.get(1) == Some(&STDIN) => *stdin = None,
-                Some(&RESIZE) => {}
-                _ => {}
+    match decode(m) {
+        ClientMessage::Stdin(data) => {
+            if let Some(tx) = stdin
+                && tx.send(data).await.is_err()
+            {
+                *stdin = None;
             }
-            FromClient::Continue
         }
-        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => FromClient::Gone,
-        Some(Ok(_)) => FromClient::Continue,
+        ClientMessage::CloseStdin => *stdin = None,
+        ClientMessage::Resize { width, height } => resize(width, height),
+        ClientMessage::Ignored => {}
+        ClientMessage::Gone => return FromClient::Gone,
     }
+    FromClient::Continue
 }
+
+/// For streams without a terminal: size messages are ignored.
+fn no_terminal(_width: u16, _height: u16) {}
 
 async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     r: &mut Option<R>,
@@ -406,7 +476,8 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-async fn run_exec(mut ws: Ws, mut child: Child) {
+/// Relays a command started with pipes; `pending` is stdin the client sent before it started.
+async fn run_exec(mut ws: Ws, mut child: Child, pending: Vec<Bytes>) {
     let mut stdout = child
         .stdout
         .take()
@@ -433,6 +504,13 @@ async fn run_exec(mut ws: Ws, mut child: Child) {
             });
             tx
         });
+    if let Some(tx) = &stdin_tx {
+        for chunk in pending {
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    }
     let mut out_buf = vec![0u8; 32 * 1024];
     let mut err_buf = vec![0u8; 32 * 1024];
     while stdout.is_some() || stderr.is_some() {
@@ -455,37 +533,275 @@ async fn run_exec(mut ws: Ws, mut child: Child) {
                 _ => stderr = None,
             },
             m = ws.next(), if room => {
-                if let FromClient::Gone = on_client_message(m, &mut stdin_tx).await {
+                if let FromClient::Gone = on_client_message(m, &mut stdin_tx, &no_terminal).await {
                     return kill(child).await;
                 }
             }
         }
     }
     // The output is complete: wait for the exit status (still serving stdin and close).
+    let Some(status) = wait_exit(&mut ws, &mut child, &mut stdin_tx, &no_terminal).await else {
+        return kill(child).await;
+    };
+    drop(stdin_tx);
+    finish(&mut ws, &exit_status(status)).await;
+}
+
+/// Waits for the command to exit, still serving stdin, size messages and close. `None` when
+/// the client went away (the caller kills the command); `Some(None)` when waiting failed.
+async fn wait_exit(
+    ws: &mut Ws,
+    child: &mut Child,
+    stdin_tx: &mut Option<tokio::sync::mpsc::Sender<Bytes>>,
+    resize: &(dyn Fn(u16, u16) + Send + Sync),
+) -> Option<Option<ExitStatus>> {
     let mut delay = Duration::from_millis(2);
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
+            Ok(Some(st)) => return Some(Some(st)),
             Ok(None) => {}
-            Err(_) => break None,
+            Err(_) => return Some(None),
         }
         let room = stdin_tx.as_ref().is_none_or(|tx| tx.capacity() > 0);
         tokio::select! {
             _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_millis(100)),
             m = ws.next(), if room => {
-                if let FromClient::Gone = on_client_message(m, &mut stdin_tx).await {
-                    return kill(child).await;
+                if let FromClient::Gone = on_client_message(m, stdin_tx, resize).await {
+                    return None;
                 }
             }
         }
-    };
-    drop(stdin_tx);
-    let status = match status.map(exit_code) {
+    }
+}
+
+/// The final Status for an exit status (`None`: waiting failed).
+fn exit_status(status: Option<ExitStatus>) -> Value {
+    match status.map(exit_code) {
         Some(0) => status_success(),
         Some(code) => status_exit(code),
         None => status_error(&ApiError::internal("waiting for the command failed")),
+    }
+}
+
+/// How long a TTY exec waits for the client's first terminal size before it starts the
+/// command anyway (kubectl sends it right after the upgrade).
+const FIRST_SIZE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the output of a terminal is still relayed after its command exited, when
+/// something the command left behind keeps the terminal open.
+const TTY_DRAIN: Duration = Duration::from_millis(250);
+
+/// A TTY exec: waits for the first terminal size (keeping any stdin that comes first), then
+/// starts the command on a terminal of that size and relays it.
+async fn start_exec_tty(mut ws: Ws, start: ExecStart, opts: StreamOptions) {
+    let mut pending = Vec::new();
+    let mut stdin_closed = false;
+    let mut size = None;
+    let waited = tokio::time::timeout(FIRST_SIZE_WAIT, async {
+        loop {
+            match decode(ws.next().await) {
+                ClientMessage::Resize { width, height } => {
+                    size = Some((width, height));
+                    return true;
+                }
+                ClientMessage::Stdin(data) if !stdin_closed => pending.push(data),
+                ClientMessage::CloseStdin => stdin_closed = true,
+                ClientMessage::Gone => return false,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    if waited == Ok(false) {
+        return; // The client went away before anything started.
+    }
+    let ExecStart {
+        pod_io,
+        ids,
+        container,
+        request,
+    } = start;
+    let started = tokio::task::spawn_blocking(move || {
+        pod_io.exec_process(
+            &ids.namespace,
+            &ids.name,
+            &ids.uid,
+            &container,
+            &request,
+            size,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("starting the command failed: {e}")))
+    .and_then(|r| r);
+    match started {
+        Err(e) => finish(&mut ws, &status_error(&e)).await,
+        Ok(ExecProcess {
+            mut child,
+            terminal: None,
+        }) => {
+            // The runtime has no terminals: pipes, as without a TTY.
+            if stdin_closed {
+                drop(child.stdin.take());
+            }
+            run_exec(ws, child, pending).await
+        }
+        Ok(ExecProcess {
+            child,
+            terminal: Some(terminal),
+        }) => {
+            let pending = if stdin_closed && pending.is_empty() {
+                None
+            } else {
+                Some(pending)
+            };
+            run_exec_tty(ws, child, terminal, pending, opts.stdout).await
+        }
+    }
+}
+
+/// Registers a (non-blocking) terminal master with the reactor.
+#[allow(unsafe_code)]
+fn register(master: File) -> std::io::Result<AsyncFd<File>> {
+    // SAFETY: the `File` owns its descriptor and the `AsyncFd` owns the `File`: the
+    // descriptor stays open, and is the one `as_raw_fd` returns, for the `AsyncFd`'s life.
+    unsafe { AsyncFd::register(master) }.map_err(std::io::Error::from)
+}
+
+/// Reads from a non-blocking terminal master (`EIO` once no process holds the slave).
+async fn read_tty(fd: &AsyncFd<File>, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    loop {
+        let mut guard = fd.readable().await?;
+        if let Ok(r) = guard.try_io(|f| f.get_ref().read(buf)) {
+            return r;
+        }
+    }
+}
+
+/// Writes all of `data` to a non-blocking terminal master.
+async fn write_tty(fd: &AsyncFd<File>, mut data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    while !data.is_empty() {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|f| f.get_ref().write(data)) {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Relays a command running on a terminal: stdin (`pending` first; `None` when the client's
+/// stdin already ended) to the master, the master's output to channel 1 (when `stdout`),
+/// size messages to [`Terminal::resize`], then the exit code.
+async fn run_exec_tty(
+    mut ws: Ws,
+    mut child: Child,
+    terminal: Terminal,
+    pending: Option<Vec<Bytes>>,
+    stdout: bool,
+) {
+    let Terminal { master, resize } = terminal;
+    let master = match register(master) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            kill(child).await;
+            let e = ApiError::internal(format!("relaying the terminal failed: {e}"));
+            return finish(&mut ws, &status_error(&e)).await;
+        }
     };
-    finish(&mut ws, &status).await;
+    let resize_master = {
+        let master = master.clone();
+        let resize: ResizeFn = resize;
+        move |width: u16, height: u16| {
+            if let Err(e) = resize(master.get_ref(), width, height) {
+                tracing::debug!(error = %e, "resizing an exec terminal failed");
+            }
+        }
+    };
+    // Input is written by its own task, so a command that does not read never stops its
+    // output from being read. With a terminal, the end of the client's stdin only stops
+    // the input (a terminal cannot be half-closed).
+    let mut stdin_tx = None;
+    let mut writer = None;
+    if let Some(pending) = pending {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let fd = master.clone();
+        writer = Some(tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                if write_tty(&fd, &chunk).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        for chunk in pending {
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        stdin_tx = Some(tx);
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut exited: Option<tokio::time::Instant> = None;
+    let mut check = tokio::time::interval(Duration::from_millis(100));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let room = stdin_tx.as_ref().is_none_or(|tx| tx.capacity() > 0);
+        let drain_until = exited.map(|t| t + TTY_DRAIN);
+        tokio::select! {
+            r = read_tty(&master, &mut buf) => match r {
+                Ok(n) if n > 0 => {
+                    if stdout && ws.send(frame(STDOUT, &buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+                // EOF, or EIO: nothing holds the terminal any more.
+                _ => {
+                    if let Some(status) =
+                        wait_exit(&mut ws, &mut child, &mut stdin_tx, &resize_master).await
+                    {
+                        drop(stdin_tx);
+                        if let Some(w) = writer {
+                            w.abort();
+                        }
+                        return finish(&mut ws, &exit_status(status)).await;
+                    }
+                    break;
+                }
+            },
+            m = ws.next(), if room => {
+                if let FromClient::Gone =
+                    on_client_message(m, &mut stdin_tx, &resize_master).await
+                {
+                    break;
+                }
+            }
+            _ = check.tick(), if exited.is_none() => {
+                // The command may be gone while something it started keeps the terminal.
+                if let Ok(Some(_)) = child.try_wait() {
+                    exited = Some(tokio::time::Instant::now());
+                }
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)),
+                if drain_until.is_some() =>
+            {
+                let status = child.try_wait().ok().flatten();
+                drop(stdin_tx);
+                if let Some(w) = writer {
+                    w.abort();
+                }
+                return finish(&mut ws, &exit_status(status)).await;
+            }
+        }
+    }
+    // The client went away (or the connection failed).
+    if let Some(w) = writer {
+        w.abort();
+    }
+    kill(child).await;
 }
 
 async fn run_attach(
@@ -539,7 +855,7 @@ async fn run_attach(
                 }
             }
             m = ws.next() => {
-                if let FromClient::Gone = on_client_message(m, &mut no_stdin).await {
+                if let FromClient::Gone = on_client_message(m, &mut no_stdin, &no_terminal).await {
                     return;
                 }
             }
@@ -567,6 +883,98 @@ mod tests {
     }
 
     #[test]
+    fn resize_messages() {
+        assert_eq!(
+            parse_resize(br#"{"Width":100,"Height":30}"#),
+            Some((100, 30))
+        );
+        assert_eq!(parse_resize(br#"{"Height":7,"Width":9}"#), Some((9, 7)));
+        assert_eq!(parse_resize(br#"{"Width":100}"#), None);
+        assert_eq!(parse_resize(br#"{"Width":70000,"Height":30}"#), None);
+        assert_eq!(parse_resize(br#"{"Width":-1,"Height":30}"#), None);
+        assert_eq!(parse_resize(b"not json"), None);
+    }
+
+    #[test]
+    fn client_messages_by_channel() {
+        let bin = |b: &[u8]| Some(Ok(Message::Binary(Bytes::copy_from_slice(b))));
+        assert_eq!(
+            decode(bin(b"\x00ls\n")),
+            ClientMessage::Stdin(Bytes::from_static(b"ls\n"))
+        );
+        assert_eq!(decode(bin(b"\x00")), ClientMessage::Ignored);
+        assert_eq!(decode(bin(b"\xff\x00")), ClientMessage::CloseStdin);
+        assert_eq!(decode(bin(b"\xff\x01")), ClientMessage::Ignored);
+        let mut resize = vec![RESIZE];
+        resize.extend_from_slice(br#"{"Width":120,"Height":40}"#);
+        assert_eq!(
+            decode(bin(&resize)),
+            ClientMessage::Resize {
+                width: 120,
+                height: 40
+            }
+        );
+        assert_eq!(decode(bin(b"\x04{}")), ClientMessage::Ignored);
+        assert_eq!(decode(bin(b"\x01out")), ClientMessage::Ignored);
+        assert_eq!(decode(Some(Ok(Message::Close(None)))), ClientMessage::Gone);
+        assert_eq!(decode(None), ClientMessage::Gone);
+        assert_eq!(
+            decode(Some(Ok(Message::Ping(Bytes::new())))),
+            ClientMessage::Ignored
+        );
+    }
+
+    #[tokio::test]
+    async fn client_messages_reach_stdin_and_the_terminal() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut stdin = Some(tx);
+        let sizes = parking_lot::Mutex::new(Vec::new());
+        let resize = |w: u16, h: u16| sizes.lock().push((w, h));
+        let bin = |b: &[u8]| Some(Ok(Message::Binary(Bytes::copy_from_slice(b))));
+        let mut resize_msg = vec![RESIZE];
+        resize_msg.extend_from_slice(br#"{"Width":80,"Height":24}"#);
+        for m in [bin(b"\x00abc"), bin(&resize_msg), bin(b"\xff\x00")] {
+            assert!(matches!(
+                on_client_message(m, &mut stdin, &resize).await,
+                FromClient::Continue
+            ));
+        }
+        assert!(stdin.is_none(), "closing stdin drops the sender");
+        assert_eq!(rx.recv().await, Some(Bytes::from_static(b"abc")));
+        assert_eq!(rx.recv().await, None);
+        assert_eq!(*sizes.lock(), vec![(80, 24)]);
+        assert!(matches!(
+            on_client_message(None, &mut stdin, &no_terminal).await,
+            FromClient::Gone
+        ));
+    }
+
+    #[tokio::test]
+    async fn nonblocking_relay_reads_and_writes_everything() {
+        // A non-blocking pipe stands in for a terminal master: larger than the pipe buffer,
+        // so both sides meet WouldBlock.
+        let (w, r) = tokio::net::unix::pipe::pipe().unwrap();
+        let w = register(File::from(w.into_nonblocking_fd().unwrap())).unwrap();
+        let r = register(File::from(r.into_nonblocking_fd().unwrap())).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let writer = tokio::spawn(async move {
+            write_tty(&w, &data).await.unwrap();
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = read_tty(&r, &mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        writer.await.unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn exit_statuses_as_kubectl_reads_them() {
         assert_eq!(status_success()["status"], "Success");
         let s = status_exit(3);
@@ -577,5 +985,19 @@ mod tests {
         );
         assert_eq!(s["details"]["causes"][0]["reason"], "ExitCode");
         assert_eq!(s["details"]["causes"][0]["message"], "3");
+    }
+
+    #[test]
+    fn final_status_of_an_exit() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            exit_status(Some(ExitStatus::from_raw(0)))["status"],
+            "Success"
+        );
+        let s = exit_status(Some(ExitStatus::from_raw(3 << 8)));
+        assert_eq!(s["details"]["causes"][0]["message"], "3");
+        let s = exit_status(Some(ExitStatus::from_raw(9)));
+        assert_eq!(s["details"]["causes"][0]["message"], "137");
+        assert_eq!(exit_status(None)["status"], "Failure");
     }
 }

@@ -1,8 +1,11 @@
 //! The interface through which the API server reaches pod processes: container log files for
 //! `pods/log` (and `pods/attach`), and command execution for `pods/exec` (and so `kubectl cp`).
 //! The node agent implements [`PodIo`]; without one, logs are empty and exec is refused.
+//! An exec with `tty=true` goes through [`PodIo::exec_process`], which may allocate a
+//! terminal ([`Terminal`]).
 
 use slipway_core::ApiError;
+use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
@@ -43,9 +46,35 @@ pub struct ExecRequest {
     pub stdout: bool,
     /// Whether the client wants stderr (never with a TTY).
     pub stderr: bool,
-    /// Whether the client asked for a terminal. The server does not allocate one; an
-    /// implementation may.
+    /// Whether the client asked for a terminal: [`PodIo::exec_process`] then starts the
+    /// command on one when the implementation can (its stdin, stdout and stderr), and the
+    /// server relays it.
     pub tty: bool,
+}
+
+/// A started `pods/exec` command.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// The process: killing it must end the command; its exit code is the command's.
+    pub child: Child,
+    /// The terminal the command runs on, when one was allocated. The child's stdio handles
+    /// are then not used.
+    pub terminal: Option<Terminal>,
+}
+
+/// How a terminal's size is set: `(master, columns, rows)`.
+pub type ResizeFn = fn(&File, u16, u16) -> std::io::Result<()>;
+
+/// The server's side of a pseudo-terminal allocated for an exec.
+#[derive(Debug)]
+pub struct Terminal {
+    /// The master side: reads give what the command writes (stdout and stderr merged), writes
+    /// are its input. It must be non-blocking (`O_NONBLOCK`) and close-on-exec, and only the
+    /// command (not the server) may hold the slave side, so that reads fail (`EIO`) or end
+    /// once the command is gone.
+    pub master: File,
+    /// Sets the terminal's size (the client's channel 4 messages).
+    pub resize: ResizeFn,
 }
 
 impl ExecRequest {
@@ -86,6 +115,28 @@ pub trait PodIo: Send + Sync + 'static {
         container: &str,
         request: &ExecRequest,
     ) -> Result<Child, ApiError>;
+
+    /// Starts `request.argv` as [`PodIo::exec`] does and, when `request.tty` is set and the
+    /// implementation supports it, on a new terminal that is the command's stdin, stdout,
+    /// stderr and controlling terminal ([`ExecProcess::terminal`]; `size` is its initial
+    /// size, columns and rows, if known). The default runs [`PodIo::exec`] without a
+    /// terminal (stdout then carries the output, and there is no stderr, as with a TTY).
+    fn exec_process(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        request: &ExecRequest,
+        size: Option<(u16, u16)>,
+    ) -> Result<ExecProcess, ApiError> {
+        let _ = size;
+        self.exec(namespace, pod, uid, container, request)
+            .map(|child| ExecProcess {
+                child,
+                terminal: None,
+            })
+    }
 }
 
 impl std::fmt::Debug for dyn PodIo {

@@ -32,6 +32,7 @@ mod daemon;
 mod logs;
 mod nsexec;
 mod sys;
+mod tty;
 
 pub use cgroup::cgroup_v2_availability;
 pub use config::{EnvVar, IsolationConfig, ResourceLimits, ShimConfig};
@@ -42,6 +43,7 @@ pub use daemon::run_shim;
 pub use logs::{CriLogWriter, LogStream, rfc3339_nano};
 pub use nsexec::{NSEXEC_SUBCOMMAND, exec_helper, nsexec_main, set_exec_helper};
 pub use sys::{is_same_live_process, process_start_time};
+pub use tty::{TtyExec, exec_in_tty, open_pty, set_window_size, window_size};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -15,9 +15,11 @@
 //! so no other child of the caller inherits it): `exec_in` fails as before when the
 //! namespaces cannot be joined or the command cannot be executed.
 //!
-//! Arguments after `nsexec` (all positional, none optional):
+//! Arguments after `nsexec`: an optional `--tty`, then (all positional, none optional)
 //! `<container pid> <container start time> <namespaces, comma-separated> <cgroup dir or ->
 //! <working dir> <report path> <argv...>`. The environment of the helper is the command's.
+//! With `--tty` the helper's stdin is a terminal (see [`exec_in_tty`](crate::exec_in_tty)):
+//! the command leads a new session with that terminal as its controlling terminal.
 
 use crate::{ShimError, ShimState, sys};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -33,6 +35,10 @@ use std::sync::RwLock;
 
 /// The subcommand (first argument) the helper executable dispatches to [`nsexec_main`].
 pub const NSEXEC_SUBCOMMAND: &str = "nsexec";
+
+/// The optional first argument after `nsexec`: make the helper's stdin (a terminal) the
+/// command's controlling terminal.
+const TTY_FLAG: &str = "--tty";
 
 /// Longest report: a write of at most `PIPE_BUF` bytes on a pipe is atomic.
 const MAX_REPORT: usize = 4000;
@@ -76,6 +82,20 @@ pub(crate) fn spawn_via_helper(
     env: Vec<(String, String)>,
     stdio: (Stdio, Stdio, Stdio),
 ) -> Result<Child, ShimError> {
+    spawn_helper(helper, state_dir, state, argv, env, stdio, false)
+}
+
+/// [`spawn_via_helper`], and with `tty` the command takes the helper's stdin (a terminal)
+/// as its controlling terminal.
+pub(crate) fn spawn_helper(
+    helper: &Path,
+    state_dir: &Path,
+    state: &ShimState,
+    argv: &[String],
+    env: Vec<(String, String)>,
+    stdio: (Stdio, Stdio, Stdio),
+    tty: bool,
+) -> Result<Child, ShimError> {
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ShimError::io("create the exec helper's report pipe", e.into()))?;
     let report_path = format!("/proc/{}/fd/{}", std::process::id(), report_w.as_raw_fd());
@@ -84,8 +104,11 @@ pub(crate) fn spawn_via_helper(
         None => OsStr::new("-"),
     };
     let mut cmd = Command::new(helper);
-    cmd.arg(NSEXEC_SUBCOMMAND)
-        .arg(state.container_pid.to_string())
+    cmd.arg(NSEXEC_SUBCOMMAND);
+    if tty {
+        cmd.arg(TTY_FLAG);
+    }
+    cmd.arg(state.container_pid.to_string())
         .arg(state.container_start_time.to_string())
         .arg(state.namespaces.join(","))
         .arg(cgroup)
@@ -194,10 +217,16 @@ struct Request {
     working_dir: PathBuf,
     report: PathBuf,
     argv: Vec<OsString>,
+    /// The command takes stdin (a terminal) as its controlling terminal.
+    tty: bool,
 }
 
 impl Request {
     fn parse(args: &[OsString]) -> Option<Request> {
+        let (tty, args) = match args.split_first() {
+            Some((first, rest)) if first == TTY_FLAG => (true, rest),
+            _ => (false, args),
+        };
         let [pid, start, ns, cgroup, wd, report, argv @ ..] = args else {
             return None;
         };
@@ -218,6 +247,7 @@ impl Request {
             working_dir: PathBuf::from(wd),
             report: PathBuf::from(report),
             argv: argv.to_vec(),
+            tty,
         })
     }
 }
@@ -238,7 +268,7 @@ enum Failure {
 pub fn nsexec_main(args: &[OsString]) -> i32 {
     let Some(req) = Request::parse(args) else {
         eprintln!(
-            "usage: nsexec <container pid> <start time> <namespaces> <cgroup dir|-> <working dir> <report path> <argv...>"
+            "usage: nsexec [--tty] <container pid> <start time> <namespaces> <cgroup dir|-> <working dir> <report path> <argv...>"
         );
         return 2;
     };
@@ -324,6 +354,7 @@ fn enter_and_spawn(req: &Request) -> Result<Child, Failure> {
     };
     let mut cmd = Command::new(&req.argv[0]);
     cmd.args(&req.argv[1..]).current_dir(&req.working_dir);
+    let tty = req.tty;
     sys::set_pre_exec(&mut cmd, move || {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         if nix::unistd::getppid().as_raw() != expected_parent {
@@ -331,6 +362,9 @@ fn enter_and_spawn(req: &Request) -> Result<Child, Failure> {
         }
         if let Some(f) = &cgroup_procs {
             nix::unistd::write(f, b"0")?;
+        }
+        if tty {
+            crate::tty::take_controlling_terminal()?;
         }
         Ok(())
     });
@@ -381,6 +415,11 @@ mod tests {
         assert_eq!(r.cgroup, None);
         assert_eq!(r.working_dir, PathBuf::from("/work"));
         assert_eq!(r.argv, os(&["sh", "-c", "exit 3"]));
+        assert!(!r.tty);
+        let r = Request::parse(&os(&["--tty", "42", "7", "pid", "-", "/", "/r", "sh"])).unwrap();
+        assert!(r.tty);
+        assert_eq!((r.pid, r.start_time), (42, 7));
+        assert_eq!(r.argv, os(&["sh"]));
         let r =
             Request::parse(&os(&["1", "2", "", "/sys/fs/cgroup/x", "/", "/r", "true"])).unwrap();
         assert!(r.namespaces.is_empty());

@@ -9,7 +9,7 @@
 //! `restartCount`, and the run before it holds what `kubectl logs --previous` shows. Older
 //! runs are pruned when a new one starts.
 
-use slipway_apiserver::podio::{ExecRequest, LogFiles, PodIo};
+use slipway_apiserver::podio::{ExecProcess, ExecRequest, LogFiles, PodIo, Terminal};
 use slipway_core::ApiError;
 use slipway_shim::ShimStatus;
 use std::path::{Path, PathBuf};
@@ -177,28 +177,68 @@ impl PodIo for PodFiles {
         container: &str,
         request: &ExecRequest,
     ) -> Result<Child, ApiError> {
-        let not_running =
-            || ApiError::bad_request(format!("container {container} is not running in pod {pod}"));
-        let run = self
-            .layout
-            .runs(uid, container)
-            .last()
-            .copied()
-            .ok_or_else(not_running)?;
-        let dir = self
-            .layout
-            .run_dir(uid, container, run)
-            .ok_or_else(not_running)?;
+        let dir = self.current_run(pod, uid, container)?;
         let (stdin, stdout, stderr) = request.stdio();
-        slipway_shim::exec_in(&dir, &request.argv, &[], stdin, stdout, stderr).map_err(
-            |e| match e {
-                slipway_shim::ShimError::NotRunning(_) => not_running(),
-                other => ApiError::bad_request(format!(
-                    "cannot run {:?} in container {container} of pod {pod}: {other}",
-                    request.argv[0]
-                )),
-            },
-        )
+        slipway_shim::exec_in(&dir, &request.argv, &[], stdin, stdout, stderr)
+            .map_err(|e| exec_error(e, pod, container, request))
+    }
+
+    /// With `tty`, the command runs on a new pseudo-terminal ([`slipway_shim::exec_in_tty`]):
+    /// it is the command's stdin, stdout, stderr and controlling terminal.
+    fn exec_process(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        request: &ExecRequest,
+        size: Option<(u16, u16)>,
+    ) -> Result<ExecProcess, ApiError> {
+        if !request.tty {
+            let child = self.exec(namespace, pod, uid, container, request)?;
+            return Ok(ExecProcess {
+                child,
+                terminal: None,
+            });
+        }
+        let dir = self.current_run(pod, uid, container)?;
+        let started = slipway_shim::exec_in_tty(&dir, &request.argv, &[], size)
+            .map_err(|e| exec_error(e, pod, container, request))?;
+        Ok(ExecProcess {
+            child: started.child,
+            terminal: Some(Terminal {
+                master: started.master,
+                resize: |master, cols, rows| slipway_shim::set_window_size(master, cols, rows),
+            }),
+        })
+    }
+}
+
+impl PodFiles {
+    /// The state dir of the newest run of a container (which exec enters).
+    fn current_run(&self, pod: &str, uid: &str, container: &str) -> Result<PathBuf, ApiError> {
+        let run = self.layout.runs(uid, container).last().copied();
+        run.and_then(|run| self.layout.run_dir(uid, container, run))
+            .ok_or_else(|| not_running(pod, container))
+    }
+}
+
+fn not_running(pod: &str, container: &str) -> ApiError {
+    ApiError::bad_request(format!("container {container} is not running in pod {pod}"))
+}
+
+fn exec_error(
+    e: slipway_shim::ShimError,
+    pod: &str,
+    container: &str,
+    request: &ExecRequest,
+) -> ApiError {
+    match e {
+        slipway_shim::ShimError::NotRunning(_) => not_running(pod, container),
+        other => ApiError::bad_request(format!(
+            "cannot run {:?} in container {container} of pod {pod}: {other}",
+            request.argv[0]
+        )),
     }
 }
 

@@ -1,0 +1,295 @@
+//! `kubectl exec -it` end to end: a real `slipway serve` (process runtime, isolated pods when
+//! run as root) and the real kubectl on a pseudo-terminal of the test's own, so that kubectl
+//! asks for a TTY (it only does when its stdin is a terminal) and forwards the terminal's
+//! size. kubectl runs in a session of its own with that terminal as its controlling terminal
+//! (`setsid -c`), so a resize of the test's terminal reaches it as `SIGWINCH`, as in a real
+//! terminal emulator. Every process started here is killed on drop, also on failure.
+
+mod common;
+
+use common::{ProcessServer, eventually};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: shell
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: k8spatterns/random-generator:1.0
+"#;
+
+/// A command (kubectl) running on the test's terminal; killed and reaped on drop.
+struct OnTerminal {
+    child: Option<Child>,
+    master: File,
+    output: Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl OnTerminal {
+    /// Starts `cmd` in a new session whose controlling terminal is a new pseudo-terminal of
+    /// `cols` x `rows`, which is also its stdin, stdout and stderr.
+    fn spawn(cmd: Command, cols: u16, rows: u16) -> OnTerminal {
+        let (master, slave) = slipway_shim::open_pty().expect("open a pseudo-terminal");
+        slipway_shim::set_window_size(&master, cols, rows).expect("set the terminal size");
+        let program = cmd.get_program().to_owned();
+        let mut setsid = Command::new("setsid");
+        setsid.arg("--ctty").arg(program).args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => setsid.env(k, v),
+                None => setsid.env_remove(k),
+            };
+        }
+        let stdio = || Stdio::from(slave.try_clone().expect("dup the terminal"));
+        let child = setsid
+            .stdin(stdio())
+            .stdout(stdio())
+            .stderr(stdio())
+            .spawn()
+            .expect("spawn setsid --ctty kubectl");
+        // Only kubectl holds the slave now: the reader below ends (EIO) once it is gone.
+        drop(slave);
+        let (tx, output) = channel();
+        let mut reader = master.try_clone().expect("dup the master");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        });
+        OnTerminal {
+            child: Some(child),
+            master,
+            output,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Types `text` on the terminal.
+    fn type_text(&mut self, text: &str) {
+        self.master
+            .write_all(text.as_bytes())
+            .expect("write the terminal");
+    }
+
+    /// Everything shown on the terminal so far, as text.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    /// Reads the terminal until `needle` was shown (from `from` on), for at most `timeout`.
+    fn shows(&mut self, needle: &str, from: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if String::from_utf8_lossy(&self.seen[from.min(self.seen.len())..]).contains(needle) {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => self.seen.extend_from_slice(&chunk),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Waits until `needle` is shown, or fails with the screen.
+    fn expect(&mut self, needle: &str) {
+        let from = 0;
+        assert!(
+            self.shows(needle, from, WAIT),
+            "{needle:?} not shown within {WAIT:?}; the terminal shows:\n{}",
+            self.screen()
+        );
+    }
+
+    /// Waits for the command to exit (reading its output meanwhile); returns its exit code.
+    fn wait(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for kubectl") {
+                self.child = None;
+                // What is left on the terminal.
+                while let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.extend_from_slice(&chunk);
+                }
+                return status.code().unwrap_or(-1);
+            }
+            let left = deadline.checked_duration_since(Instant::now());
+            assert!(
+                left.is_some(),
+                "kubectl did not exit within {timeout:?}; the terminal shows:\n{}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            // Output arriving wakes us early; otherwise look again shortly.
+            if let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(50)) {
+                self.seen.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_pod(s: &ProcessServer) {
+    s.apply(POD);
+    eventually(WAIT, "pod shell running", || {
+        let p = s.get_json(&["pod", "shell"]);
+        p["status"]["containerStatuses"][0]["state"]["running"]
+            .is_object()
+            .then_some(())
+    });
+}
+
+#[test]
+fn exec_it_runs_a_shell_on_a_terminal_of_the_clients_size() {
+    let s = ProcessServer::start();
+    start_pod(&s);
+
+    let mut term = OnTerminal::spawn(s.kubectl_cmd(&["exec", "-it", "shell", "--", "sh"]), 97, 31);
+
+    // stdin is a terminal (the markers are computed, so the echo of the typed line never
+    // matches them).
+    term.type_text("test -t 0 && test -t 1 && echo TTY_$((40+2))\n");
+    term.expect("TTY_42");
+    // The terminal has the size of kubectl's terminal.
+    term.type_text("echo SIZE_$(stty size)_END\n");
+    term.expect("SIZE_31 97_END");
+    // It is the shell's controlling terminal, and a real one of the container's /dev/pts.
+    term.type_text(": </dev/tty && echo CTTY_$((1+1)); echo NAME_$(tty)_END\n");
+    term.expect("CTTY_2");
+    term.expect("NAME_/dev/pts/");
+    // The shell leads its own session inside the container (its own PID namespace when
+    // isolated: then it is not PID 1, the container is).
+    term.type_text("test \"$(cut -d' ' -f6 /proc/$$/stat)\" = \"$$\" && echo LEADER_$((2+3))\n");
+    term.expect("LEADER_5");
+
+    // A resize of kubectl's terminal reaches the command.
+    slipway_shim::set_window_size(&term.master, 120, 40).expect("resize");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let from = term.seen.len();
+        term.type_text("echo SIZE_$(stty size)_END\n");
+        if term.shows("SIZE_40 120_END", from, Duration::from_secs(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never arrived; the terminal shows:\n{}",
+            term.screen()
+        );
+    }
+
+    // Ctrl-C interrupts the foreground command, not the session.
+    // The marker comes from the foreground job itself, so it is the terminal's foreground
+    // process group by then.
+    term.type_text("sh -c 'echo WAIT_$((5+6)); exec sleep 60'\n");
+    term.expect("WAIT_11");
+    let from = term.seen.len();
+    term.type_text("\x03");
+    // The terminal echoes ^C as it signals the foreground job; type on once it did.
+    assert!(term.shows("^C", from, WAIT), "{}", term.screen());
+    term.type_text("echo AFTER_$((3+4))\n");
+    assert!(
+        term.shows("AFTER_7", from, WAIT),
+        "Ctrl-C did not interrupt sleep; the terminal shows:\n{}",
+        term.screen()
+    );
+
+    // The shell's exit code is kubectl's.
+    term.type_text("exit 3\n");
+    let code = term.wait(WAIT);
+    assert_eq!(code, 3, "the terminal shows:\n{}", term.screen());
+    assert!(
+        term.screen()
+            .contains("command terminated with exit code 3"),
+        "{}",
+        term.screen()
+    );
+
+    // A command run directly (no shell) sees the size at once.
+    let mut term = OnTerminal::spawn(
+        s.kubectl_cmd(&["exec", "-it", "shell", "--", "stty", "size"]),
+        88,
+        22,
+    );
+    term.expect("22 88");
+    assert_eq!(term.wait(WAIT), 0, "{}", term.screen());
+
+    // A background process that keeps the terminal open does not keep the session: it
+    // ends shortly after the command exits.
+    let mut term = OnTerminal::spawn(
+        s.kubectl_cmd(&[
+            "exec",
+            "-it",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "trap '' HUP; sleep 300 & echo BACKGROUND; exit 2",
+        ]),
+        80,
+        24,
+    );
+    term.expect("BACKGROUND");
+    assert_eq!(term.wait(Duration::from_secs(10)), 2, "{}", term.screen());
+
+    // Without -t nothing changes: pipes, stderr apart, no terminal.
+    let r = s.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "test -t 0 || test -t 1 || echo NO_TTY; echo to-stderr >&2; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "NO_TTY\n");
+    assert!(r.stderr.contains("to-stderr"), "{}", r.stderr);
+}
+
+#[test]
+fn attach_it_is_refused_clearly() {
+    let s = ProcessServer::start();
+    start_pod(&s);
+    // The container has no TTY in its spec: kubectl falls back to no TTY itself and says so;
+    // attaching stdin is then refused by the server.
+    let mut term = OnTerminal::spawn(s.kubectl_cmd(&["attach", "-it", "shell"]), 80, 24);
+    let code = term.wait(WAIT);
+    let screen = term.screen();
+    assert_ne!(code, 0, "{screen}");
+    assert!(
+        screen.contains("Unable to use a TTY - container app did not allocate one"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("attaching with stdin is not supported"),
+        "{screen}"
+    );
+}
