@@ -218,6 +218,33 @@ pub fn stop(state_dir: &Path, grace: Duration) -> Result<ExitRecord, ShimError> 
     }
 }
 
+/// What an exec into the container of `state_dir` needs: its state (the container still
+/// the same live process) and its environment (from its config) with `env` on top. Fails with
+/// [`ShimError::NotRunning`] when the container has exited.
+pub(crate) fn exec_target(
+    state_dir: &Path,
+    argv: &[String],
+    env: &[EnvVar],
+) -> Result<(ShimState, Vec<(String, String)>), ShimError> {
+    if argv.is_empty() {
+        return Err(ShimError::Config("exec argv must not be empty".into()));
+    }
+    if read_exit(state_dir).is_some() {
+        return Err(ShimError::NotRunning(state_dir.to_path_buf()));
+    }
+    let state = read_state(state_dir).ok_or_else(|| ShimError::NotRunning(state_dir.into()))?;
+    if !sys::is_same_live_process(state.container_pid, state.container_start_time) {
+        return Err(ShimError::NotRunning(state_dir.to_path_buf()));
+    }
+    let config = ShimConfig::load(&state_dir.join(files::CONFIG))?;
+    let mut full_env = config.container_env();
+    for v in env {
+        full_env.retain(|(k, _)| k != &v.name);
+        full_env.push((v.name.clone(), v.value.clone()));
+    }
+    Ok((state, full_env))
+}
+
 /// Runs `argv` inside the running container of `state_dir`: it joins the container's
 /// namespaces (`setns` on `/proc/<pid>/ns/{uts,net,pid,mnt}`, then a fork so the PID
 /// namespace applies), so it sees the container's root, processes, hostname and network,
@@ -240,22 +267,7 @@ pub fn exec_in(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<Child, ShimError> {
-    if argv.is_empty() {
-        return Err(ShimError::Config("exec argv must not be empty".into()));
-    }
-    if read_exit(state_dir).is_some() {
-        return Err(ShimError::NotRunning(state_dir.to_path_buf()));
-    }
-    let state = read_state(state_dir).ok_or_else(|| ShimError::NotRunning(state_dir.into()))?;
-    if !sys::is_same_live_process(state.container_pid, state.container_start_time) {
-        return Err(ShimError::NotRunning(state_dir.to_path_buf()));
-    }
-    let config = ShimConfig::load(&state_dir.join(files::CONFIG))?;
-    let mut full_env = config.container_env();
-    for v in env {
-        full_env.retain(|(k, _)| k != &v.name);
-        full_env.push((v.name.clone(), v.value.clone()));
-    }
+    let (state, full_env) = exec_target(state_dir, argv, env)?;
 
     if !state.namespaces.is_empty()
         && let Some(helper) = crate::nsexec::exec_helper()

@@ -10,7 +10,7 @@
 //! written there is the command's input, and [`set_window_size`] on it resizes the terminal
 //! (the command gets `SIGWINCH`).
 
-use crate::{EnvVar, ShimConfig, ShimError, files, nsexec, read_exit, read_state, sys};
+use crate::{EnvVar, ShimError, nsexec, sys};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
@@ -155,22 +155,7 @@ pub fn exec_in_tty(
     env: &[EnvVar],
     size: Option<(u16, u16)>,
 ) -> Result<TtyExec, ShimError> {
-    if argv.is_empty() {
-        return Err(ShimError::Config("exec argv must not be empty".into()));
-    }
-    if read_exit(state_dir).is_some() {
-        return Err(ShimError::NotRunning(state_dir.to_path_buf()));
-    }
-    let state = read_state(state_dir).ok_or_else(|| ShimError::NotRunning(state_dir.into()))?;
-    if !sys::is_same_live_process(state.container_pid, state.container_start_time) {
-        return Err(ShimError::NotRunning(state_dir.to_path_buf()));
-    }
-    let config = ShimConfig::load(&state_dir.join(files::CONFIG))?;
-    let mut full_env = config.container_env();
-    for v in env {
-        full_env.retain(|(k, _)| k != &v.name);
-        full_env.push((v.name.clone(), v.value.clone()));
-    }
+    let (state, mut full_env) = crate::control::exec_target(state_dir, argv, env)?;
     if !full_env.iter().any(|(k, _)| k == "TERM") {
         full_env.push(("TERM".into(), "xterm".into()));
     }
