@@ -1120,7 +1120,7 @@ fn blue_green_promotion_hooks_gate_the_switch() {
 }
 
 #[test]
-fn a_header_route_sends_marked_requests_to_the_canary() {
+fn a_header_route_then_a_manual_abort_and_retry_of_a_canary() {
     let _serial = serial();
     let steps = "      - setCanaryScale: {replicas: 1}\n      - setHeaderRoute:\n          name: beta\n          match:\n          - headerName: X-Canary\n            headerValue: {exact: 'yes'}\n      - pause: {}\n";
     let yaml = rollout("hr", 2, V1, "", &canary_steps("hr", steps), "");
@@ -1157,6 +1157,42 @@ fn a_header_route_sends_marked_requests_to_the_canary() {
     plugin(&s, &["promote", "hr", "--full"]);
     wait_rollout(&s, "hr", "completed", completed);
     wait_serves_only(addr, "2.0");
+
+    // A manual abort under load: the canary's route and pods go, everything stays on 2.0;
+    // `retry` runs the steps again, and a full promotion completes.
+    let load = Load::start(addr, 4, BUDGET);
+    load.wait_for_more(300, WAIT);
+    plugin(&s, &["set", "image", "hr", &format!("app={V1}")]);
+    let r = wait_rollout(&s, "hr", "paused after the header route again", |st| {
+        st["phase"] == "Paused" && st["currentStepIndex"] == 2
+    });
+    let canary = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    eventually(WAIT, "marked requests answered by the 1.0 canary", || {
+        (version_with(addr, marked).as_deref() == Some("1.0")).then_some(())
+    });
+    plugin(&s, &["abort", "hr"]);
+    wait_rollout(&s, "hr", "aborted", phase_is("Aborted"));
+    eventually(WAIT, "the aborted canary scaled to 0", || {
+        (replica_set(&s, "hr", &canary) == (0, 0)).then_some(())
+    });
+    let sp = split(&s, "hr");
+    assert!(
+        sp["headerRoutes"].as_array().is_none_or(|r| r.is_empty()),
+        "the header route outlived the abort: {sp}"
+    );
+    for _ in 0..20 {
+        assert_eq!(version_with(addr, marked).as_deref(), Some("2.0"));
+    }
+    plugin(&s, &["retry", "hr"]);
+    wait_rollout(&s, "hr", "paused at the route after retry", |st| {
+        st["phase"] == "Paused" && st["currentStepIndex"] == 2
+    });
+    plugin(&s, &["promote", "hr", "--full"]);
+    wait_rollout(&s, "hr", "the retried revision completed", completed);
+    wait_serves_only(addr, "1.0");
+    load.wait_for_more(300, WAIT);
+    let t = load.stop();
+    assert_eq!(t.failed, 0, "abort, retry and promotion: {:#?}", t.failures);
 }
 
 #[test]
