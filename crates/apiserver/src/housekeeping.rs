@@ -18,7 +18,7 @@ pub const BUILTIN_NAMESPACES: &[&str] =
 pub fn ensure_builtin_namespaces(rest: &Rest) -> Result<(), slipway_core::ApiError> {
     let info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
     for ns in BUILTIN_NAMESPACES {
-        if rest.store().get(&key(info, None, ns)).is_some() {
+        if rest.store().get_lean(&key(info, None, ns)).is_some() {
             continue;
         }
         let t = ResourceTarget {
@@ -106,7 +106,7 @@ fn finalize_namespace(rest: &Rest, ns: &str) {
     }
     let info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
     let k = key(info, None, ns);
-    if let Some(current) = rest.store().get(&k) {
+    if let Some(current) = rest.store().get_lean(&k) {
         let expected = meta::resource_version(&current).parse().ok();
         if let Err(e) = rest.store().delete(&k, expected) {
             tracing::debug!(namespace = ns, error = %e, "namespace removal raced; will retry");
@@ -128,6 +128,47 @@ fn event_time(ev: &Value) -> Option<DateTime<Utc>> {
     .map(|t| t.with_timezone(&Utc))
 }
 
+/// The fields of an Event that its expiry needs.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventTimes {
+    last_timestamp: Option<Value>,
+    event_time: Option<Value>,
+    first_timestamp: Option<Value>,
+    #[serde(default)]
+    metadata: EventMeta,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    creation_timestamp: Option<Value>,
+}
+
+impl EventTimes {
+    /// The time the Event was last seen, as [`event_time`] reads it.
+    fn time(&self) -> Option<DateTime<Utc>> {
+        let mut fields = serde_json::Map::new();
+        for (name, value) in [
+            ("lastTimestamp", &self.last_timestamp),
+            ("eventTime", &self.event_time),
+            ("firstTimestamp", &self.first_timestamp),
+        ] {
+            if let Some(v) = value {
+                fields.insert(name.into(), v.clone());
+            }
+        }
+        if let Some(v) = &self.metadata.creation_timestamp {
+            fields.insert("metadata".into(), json!({ "creationTimestamp": v }));
+        }
+        event_time(&Value::Object(fields))
+    }
+}
+
 /// Deletes Events older than `ttl`, once per `ttl / 10` (at most once a minute).
 pub async fn run_event_ttl(rest: Rest, ttl: Duration) {
     let info = resources::lookup("", "v1", "events").expect("events are served");
@@ -141,10 +182,13 @@ pub async fn run_event_ttl(rest: Rest, ttl: Duration) {
         let _ = tokio::task::spawn_blocking(move || {
             let cutoff =
                 rest.now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
-            let (events, _) = rest.store().list(&info.storage_prefix(), None);
-            for ev in events {
-                if event_time(&ev).is_some_and(|t| t < cutoff) {
-                    let k = key(info, Some(meta::namespace(&ev)), meta::name(&ev));
+            // Events are held as text only: read just the fields needed from each.
+            for text in rest.store().list_text(&info.storage_prefix(), None) {
+                let Ok(ev) = serde_json::from_str::<EventTimes>(&text) else {
+                    continue;
+                };
+                if ev.time().is_some_and(|t| t < cutoff) {
+                    let k = key(info, Some(&ev.metadata.namespace), &ev.metadata.name);
                     let _ = rest.store().delete(&k, None);
                 }
             }
@@ -167,5 +211,29 @@ mod tests {
         let bare = json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
         assert!(event_time(&bare).is_some());
         assert!(event_time(&json!({})).is_none());
+    }
+
+    #[test]
+    fn event_times_read_from_text_agree_with_event_time() {
+        for ev in [
+            json!({"lastTimestamp": "2026-01-01T00:00:10Z", "metadata": {"name": "a", "namespace": "n", "creationTimestamp": "2026-01-01T00:00:00Z"}}),
+            json!({"eventTime": "2026-01-01T00:00:05.000000Z", "lastTimestamp": null, "metadata": {"name": "b"}}),
+            json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "count": 3}),
+            json!({"lastTimestamp": 7, "metadata": {}}),
+            json!({}),
+        ] {
+            let times: EventTimes = serde_json::from_str(&ev.to_string()).expect("parses");
+            assert_eq!(times.time(), event_time(&ev), "{ev}");
+        }
+        let times: EventTimes =
+            serde_json::from_str(r#"{"metadata": {"name": "x", "namespace": "y"}}"#)
+                .expect("parses");
+        assert_eq!(
+            (
+                times.metadata.name.as_str(),
+                times.metadata.namespace.as_str()
+            ),
+            ("x", "y")
+        );
     }
 }

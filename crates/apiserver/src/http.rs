@@ -459,12 +459,23 @@ fn list_metadata(page: &ListPage) -> Value {
     metadata
 }
 
+/// A list as a `Value` (for YAML), with whole items: from their committed text when the page
+/// has it (its items are lean, without `managedFields`).
 fn list_value(info: &ResourceInfo, page: &ListPage) -> Value {
+    let items: Vec<Value> = if page.json.len() == page.items.len() {
+        page.json
+            .iter()
+            .zip(&page.items)
+            .map(|(text, lean)| serde_json::from_str(text).unwrap_or_else(|_| (**lean).clone()))
+            .collect()
+    } else {
+        page.items.iter().map(|a| a.as_ref().clone()).collect()
+    };
     json!({
         "kind": info.list_kind(),
         "apiVersion": info.api_version(),
         "metadata": list_metadata(page),
-        "items": page.items.iter().map(|a| a.as_ref().clone()).collect::<Vec<_>>(),
+        "items": items,
     })
 }
 

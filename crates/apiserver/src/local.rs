@@ -72,6 +72,12 @@ impl LocalClient {
     }
 }
 
+/// The object behind `arc`, without a copy when no one else holds it (a written object
+/// usually: the store keeps a lean copy of its own).
+fn owned(arc: Arc<Value>) -> Value {
+    Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())
+}
+
 impl Client for LocalClient {
     async fn get(
         &self,
@@ -79,7 +85,10 @@ impl Client for LocalClient {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Arc<Value>>, ApiError> {
-        match self.rest.get(&Self::target(info, namespace, Some(name))) {
+        match self
+            .rest
+            .get_lean(&Self::target(info, namespace, Some(name)))
+        {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
             Err(e) => Err(e),
@@ -140,14 +149,14 @@ impl Client for LocalClient {
     async fn create(&self, info: &'static ResourceInfo, obj: Value) -> Result<Value, ApiError> {
         let t = Self::target(info, Some(meta::namespace(&obj)), None);
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.create(&t, &q, obj, &ua).map(|w| (*w.object).clone()))
+        self.blocking(move |rest| rest.create(&t, &q, obj, &ua).map(|w| owned(w.object)))
             .await
     }
 
     async fn replace(&self, info: &'static ResourceInfo, obj: Value) -> Result<Value, ApiError> {
         let t = Self::target(info, Some(meta::namespace(&obj)), Some(meta::name(&obj)));
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| (*w.object).clone()))
+        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| owned(w.object)))
             .await
     }
 
@@ -159,7 +168,7 @@ impl Client for LocalClient {
         let mut t = Self::target(info, Some(meta::namespace(&obj)), Some(meta::name(&obj)));
         t.subresource = Some(Subresource::Status);
         let (q, ua) = (self.query(), self.manager.clone());
-        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| (*w.object).clone()))
+        self.blocking(move |rest| rest.update(&t, &q, obj, &ua).map(|w| owned(w.object)))
             .await
     }
 
@@ -181,7 +190,7 @@ impl Client for LocalClient {
         let (q, ua) = (self.query(), self.manager.clone());
         self.blocking(move |rest| {
             rest.patch(&t, &q, format, &raw, &ua)
-                .map(|w| (*w.object).clone())
+                .map(|w| owned(w.object))
         })
         .await
     }
@@ -203,7 +212,7 @@ impl Client for LocalClient {
         };
         self.blocking(move |rest| match rest.delete(&t, &opts)? {
             Deleted::Gone(_) => Ok(None),
-            Deleted::Pending(obj) => Ok(Some((*obj).clone())),
+            Deleted::Pending(obj) => Ok(Some(owned(obj))),
         })
         .await
     }

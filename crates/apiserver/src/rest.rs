@@ -44,9 +44,11 @@ pub enum Deleted {
 /// One page of a list.
 #[derive(Debug)]
 pub struct ListPage {
-    /// Matching objects, ordered by namespace and name.
+    /// Matching objects, lean (without `metadata.managedFields`, shared with the store),
+    /// ordered by namespace and name.
     pub items: Vec<Arc<Value>>,
-    /// The committed JSON text of each item (same order), or empty when not available.
+    /// The whole committed JSON text of each item (same order), or empty when not available:
+    /// what a JSON or YAML list serves.
     pub json: Vec<Arc<str>>,
     /// The list's resourceVersion.
     pub revision: u64,
@@ -272,7 +274,7 @@ impl Rest {
     /// `creating` is set.
     fn check_namespace(&self, ns: &str, creating: bool) -> Result<(), ApiError> {
         let info = resources::lookup("", "v1", "namespaces").expect("namespaces are served");
-        match self.store.get(&key(info, None, ns)) {
+        match self.store.get_lean(&key(info, None, ns)) {
             None => Err(ApiError::not_found(info, ns)),
             Some(obj) if creating && meta::deletion_timestamp(&obj).is_some() => {
                 Err(ApiError::new(
@@ -292,6 +294,15 @@ impl Rest {
         let name = t.name.as_deref().unwrap_or("");
         self.store
             .get(&key(t.info, t.namespace.as_deref(), name))
+            .ok_or_else(|| ApiError::not_found(t.info, name))
+    }
+
+    /// GET of one object, lean (without `metadata.managedFields`) and shared with the
+    /// store: for in-process readers, which never need the managed fields.
+    pub fn get_lean(&self, t: &ResourceTarget) -> Result<Arc<Value>, ApiError> {
+        let name = t.name.as_deref().unwrap_or("");
+        self.store
+            .get_lean(&key(t.info, t.namespace.as_deref(), name))
             .ok_or_else(|| ApiError::not_found(t.info, name))
     }
 
@@ -1119,7 +1130,10 @@ impl Rest {
             },
         )?;
         let mut deleted = Vec::new();
+        let texts = std::mem::take(&mut page.json);
+        let mut texts = texts.into_iter();
         for obj in page.items.drain(..) {
+            let text = texts.next();
             let target = ResourceTarget {
                 name: Some(meta::name(&obj).to_string()),
                 namespace: Some(meta::namespace(&obj).to_string()).filter(|s| !s.is_empty()),
@@ -1127,7 +1141,11 @@ impl Rest {
             };
             match self.delete(&target, opts) {
                 Ok(Deleted::Pending(o)) => deleted.push(o),
-                Ok(Deleted::Gone(_)) => deleted.push(obj),
+                // The whole last state (the listed object is lean).
+                Ok(Deleted::Gone(_)) => deleted.push(
+                    text.and_then(|t| serde_json::from_str(&t).ok())
+                        .map_or(obj, Arc::new),
+                ),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }

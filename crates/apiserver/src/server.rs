@@ -6,7 +6,7 @@ use crate::metrics::MetricsRegistry;
 use crate::rest::Rest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use slipway_store::Store;
+use slipway_store::{Store, StoreOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +81,15 @@ fn write_private(path: &Path, contents: &str) -> Result<(), ServeError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// The store's options: Events, one object per controller action that no in-process reader
+/// follows, are held as JSON text only (a lean tree of an Event is ~5 KB, its text ~1 KB).
+fn store_options() -> StoreOptions {
+    let events = slipway_core::resources::lookup("", "v1", "events")
+        .map(|info| info.storage_prefix())
+        .unwrap_or_else(|| "core/events".to_string());
+    StoreOptions::default().with_text_only_prefixes(&[events.as_str()])
+}
+
 /// Opens the store, binds, writes the kubeconfig and starts serving in the background. When
 /// this returns, the API answers requests.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
@@ -88,7 +97,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let credentials = slipway_pki::load_or_create(dir)?;
     let tls = slipway_pki::server_config(&credentials)?;
-    let store = Store::open(&dir.join("state.db"))?;
+    let store = Store::open_with_options(&dir.join("state.db"), store_options())?;
     let rest = Rest::new(store);
     {
         let rest = rest.clone();

@@ -38,18 +38,18 @@ impl Filter {
             && self.fields.matches(&|f| crate::fields::value(obj, f))
     }
 
-    /// The event a selective watcher sees for a store event, if any: objects entering the
-    /// selection are ADDED, objects leaving it are DELETED.
-    fn translate<'a>(&self, ev: &'a Event) -> Option<(&'static str, &'a Value)> {
+    /// The event type a selective watcher sees for a store event, if any: objects entering
+    /// the selection are ADDED, objects leaving it are DELETED.
+    fn translate(&self, ev: &Event) -> Option<&'static str> {
         let now = self.matches(&ev.object);
         let before = ev.prev.as_deref().is_some_and(|p| self.matches(p));
         match ev.kind {
-            EventType::Added => now.then_some(("ADDED", &*ev.object)),
-            EventType::Deleted => (now || before).then_some(("DELETED", &*ev.object)),
+            EventType::Added => now.then_some("ADDED"),
+            EventType::Deleted => (now || before).then_some("DELETED"),
             EventType::Modified => match (before, now) {
-                (true, true) => Some(("MODIFIED", &*ev.object)),
-                (false, true) => Some(("ADDED", &*ev.object)),
-                (true, false) => Some(("DELETED", &*ev.object)),
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
                 (false, false) => None,
             },
         }
@@ -65,13 +65,21 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn event(&mut self, kind: &str, obj: &Value, now: chrono::DateTime<chrono::Utc>) -> Bytes {
-        let object = match self.repr {
+    /// One event line. `lean` is the object without `managedFields` (enough for a Table row);
+    /// `json` is the whole object's committed text, which a JSON watch sends as it is.
+    fn event(
+        &mut self,
+        kind: &str,
+        lean: &Value,
+        json: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Bytes {
+        match self.repr {
             Representation::Table(_) => {
-                let rv = meta::resource_version(obj).to_string();
+                let rv = meta::resource_version(lean).to_string();
                 let table = slipway_printers::table(
                     self.info,
-                    &[obj],
+                    &[lean],
                     self.include,
                     now,
                     &rv,
@@ -79,11 +87,18 @@ impl Encoder {
                     !self.columns_sent,
                 );
                 self.columns_sent = true;
-                table
+                line(&json!({"type": kind, "object": table}))
             }
-            _ => obj.clone(),
-        };
-        line(&json!({"type": kind, "object": object}))
+            _ => {
+                let mut out = Vec::with_capacity(json.len() + 32);
+                out.extend_from_slice(b"{\"type\":\"");
+                out.extend_from_slice(kind.as_bytes());
+                out.extend_from_slice(b"\",\"object\":");
+                out.extend_from_slice(json.as_bytes());
+                out.extend_from_slice(b"}\n");
+                Bytes::from(out)
+            }
+        }
     }
 
     fn bookmark(&self, revision: u64) -> Bytes {
@@ -131,9 +146,12 @@ pub fn serve(
     let (initial, after) = match requested {
         Some(rv) => (Vec::new(), rv),
         None => {
-            let (items, rev) = store.list(&prefix, t.namespace.as_deref());
+            let (items, rev) = store.list_json(&prefix, t.namespace.as_deref());
             (
-                items.into_iter().filter(|o| filter.matches(o)).collect(),
+                items
+                    .into_iter()
+                    .filter(|(o, _)| filter.matches(o))
+                    .collect::<Vec<_>>(),
                 rev,
             )
         }
@@ -174,9 +192,9 @@ pub fn serve(
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await;
         let mut last_revision = after;
-        for obj in initial {
+        for (obj, json) in initial {
             if tx
-                .send(Ok(encoder.event("ADDED", &obj, rest.now())))
+                .send(Ok(encoder.event("ADDED", &obj, &json, rest.now())))
                 .await
                 .is_err()
             {
@@ -188,10 +206,14 @@ pub fn serve(
                 ev = watcher.events.recv() => {
                     let Some(ev) = ev else { return };
                     last_revision = ev.revision;
-                    if let Some((kind, obj)) = filter.translate(&ev)
-                        && tx.send(Ok(encoder.event(kind, obj, rest.now()))).await.is_err() {
-                            return;
-                        }
+                    if let Some(kind) = filter.translate(&ev)
+                        && tx
+                            .send(Ok(encoder.event(kind, &ev.object, &ev.json, rest.now())))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
                 }
                 _ = ticker.tick() => {
                     if bookmarks {

@@ -35,6 +35,28 @@ pub struct Plan {
     pub replicas_each: u64,
     /// The idle window for the CPU measurement.
     pub idle: Duration,
+    /// Run only this part (default: all).
+    pub only: Option<Part>,
+}
+
+/// Which parts to run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The rolling updates (metric 1).
+    Rollouts,
+    /// Convergence of the Deployments, memory and idle CPU (metrics 2 and 3), without the
+    /// direct-POST baseline (its ratio shows n/a).
+    Convergence,
+}
+
+/// The options of `slipway-bench controllers`.
+#[derive(clap::Args, Debug)]
+pub struct ControllersArgs {
+    #[command(flatten)]
+    pub common: crate::Args,
+    /// Run only this part (default: all).
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
 }
 
 impl Plan {
@@ -46,6 +68,7 @@ impl Plan {
             deployments: 1_000,
             replicas_each: 10,
             idle: Duration::from_secs(10),
+            only: None,
         }
     }
 
@@ -57,6 +80,7 @@ impl Plan {
             deployments: 100,
             replicas_each: 10,
             idle: Duration::from_secs(5),
+            only: None,
         }
     }
 }
@@ -113,36 +137,20 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
     );
 
     // 1. Rolling updates.
-    let r = rollouts(&bin, dir.path(), plan, &mut problems).await?;
-    let n = plan.rollout_replicas;
-    emit(Metric {
-        name: format!("rollout of {n} replicas, wall time (ms)"),
-        value: r.wall_ms,
-        baseline: 0.0,
-        goal: Goal::Below(1_000.0),
-    });
-    emit(Metric {
-        name: format!("rollout vs {:.0} sequential PATCHes (ms)", r.writes),
-        value: r.wall_ms,
-        baseline: r.writes_ms,
-        goal: Goal::None,
-    });
-    emit(Metric {
-        name: "rollout overhead per wave (ms)".into(),
-        value: r.per_wave_ms,
-        baseline: 0.0,
-        goal: Goal::Below(10.0),
-    });
-    emit(Metric {
-        name: "rollout overhead per wave vs PATCHes (ms)".into(),
-        value: r.per_wave_ms,
-        baseline: r.writes_per_wave_ms,
-        goal: Goal::None,
-    });
+    if plan.only != Some(Part::Convergence) {
+        rollout_metrics(&bin, dir.path(), plan, &mut problems, &mut emit).await?;
+    }
+    if plan.only == Some(Part::Rollouts) {
+        return finish(metrics, problems);
+    }
 
     // 2 (baseline). The same pods, POSTed directly.
     let pods = plan.deployments * plan.replicas_each as usize;
-    let direct_s = post_pods_directly(&bin, dir.path(), plan, &mut problems).await?;
+    let direct_s = if plan.only == Some(Part::Convergence) {
+        f64::NAN
+    } else {
+        post_pods_directly(&bin, dir.path(), plan, &mut problems).await?
+    };
 
     // 2 + 3. Convergence, memory, idle CPU.
     let c = converge(&bin, dir.path(), plan, &mut problems).await?;
@@ -182,6 +190,11 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         goal: Goal::Below(100.0 * plan.idle.as_secs_f64() / 10.0),
     });
 
+    finish(metrics, problems)
+}
+
+/// Prints the servers' problems and returns the metrics.
+fn finish(metrics: Vec<Metric>, problems: Vec<String>) -> Result<Vec<Metric>> {
     if problems.is_empty() {
         eprintln!("note: no WARN/ERROR lines or panics on the servers' stderr");
     }
@@ -189,6 +202,43 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         eprintln!("warning: {p}");
     }
     Ok(metrics)
+}
+
+/// Metric 1: the rolling updates.
+async fn rollout_metrics(
+    bin: &Path,
+    dir: &Path,
+    plan: Plan,
+    problems: &mut Vec<String>,
+    emit: &mut impl FnMut(Metric),
+) -> Result<()> {
+    let r = rollouts(bin, dir, plan, problems).await?;
+    let n = plan.rollout_replicas;
+    emit(Metric {
+        name: format!("rollout of {n} replicas, wall time (ms)"),
+        value: r.wall_ms,
+        baseline: 0.0,
+        goal: Goal::Below(1_000.0),
+    });
+    emit(Metric {
+        name: format!("rollout vs {:.0} sequential PATCHes (ms)", r.writes),
+        value: r.wall_ms,
+        baseline: r.writes_ms,
+        goal: Goal::None,
+    });
+    emit(Metric {
+        name: "rollout overhead per wave (ms)".into(),
+        value: r.per_wave_ms,
+        baseline: 0.0,
+        goal: Goal::Below(10.0),
+    });
+    emit(Metric {
+        name: "rollout overhead per wave vs PATCHes (ms)".into(),
+        value: r.per_wave_ms,
+        baseline: r.writes_per_wave_ms,
+        goal: Goal::None,
+    });
+    Ok(())
 }
 
 /// Bytes to MB (10^6).

@@ -33,7 +33,7 @@ enum Cmd {
     Api(Args),
     /// The controllers on the simulated runtime: a 100-replica rolling update, 1,000
     /// Deployments (10,000 pods) converging from a cold start, memory and idle CPU.
-    Controllers(Args),
+    Controllers(controllers::ControllersArgs),
     /// The process runtime: pod start to Ready, the seed's rolling update, the CPU cost of
     /// exec probes, and memory per pod (server and shim).
     Runtime(Args),
@@ -78,13 +78,15 @@ fn main() -> Result<()> {
             };
             (args, plan.trials, runtime.block_on(api::run(bin, plan)))
         }
-        Cmd::Controllers(args) => {
+        Cmd::Controllers(controllers_args) => {
+            let args = controllers_args.common;
             let bin = args.slipway.clone().map_or_else(default_slipway, Ok)?;
-            let plan = if args.quick {
+            let mut plan = if args.quick {
                 controllers::Plan::quick()
             } else {
                 controllers::Plan::full()
             };
+            plan.only = controllers_args.only;
             (
                 args,
                 plan.trials,

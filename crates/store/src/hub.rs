@@ -41,18 +41,31 @@ pub(crate) struct Hub {
     history: VecDeque<Event>,
     /// The revision just before the oldest retained event: the oldest a watch may start from.
     base: u64,
+    /// The most events `history` keeps.
     history_limit: usize,
+    /// The most bytes of JSON text `history` keeps (the newest event is always kept).
+    history_bytes_limit: usize,
+    /// Bytes of JSON text of the events in `history`.
+    history_bytes: usize,
     watch_buffer: usize,
 }
 
 impl Hub {
-    /// An empty hub whose history starts after `revision` (the store's revision at open).
-    pub fn new(revision: u64, history_limit: usize, watch_buffer: usize) -> Hub {
+    /// An empty hub whose history starts after `revision` (the store's revision at open) and
+    /// keeps at most `history_limit` events and `history_bytes` bytes of their JSON text.
+    pub fn new(
+        revision: u64,
+        history_limit: usize,
+        history_bytes: usize,
+        watch_buffer: usize,
+    ) -> Hub {
         Hub {
             subscribers: Vec::new(),
             history: VecDeque::with_capacity(history_limit.min(1024)),
             base: revision,
             history_limit,
+            history_bytes_limit: history_bytes,
+            history_bytes: 0,
             watch_buffer: watch_buffer.clamp(1, MAX_CHANNEL_CAPACITY / 2),
         }
     }
@@ -84,12 +97,23 @@ impl Hub {
             self.base = event.revision;
             return;
         }
-        if self.history.len() >= self.history_limit
-            && let Some(oldest) = self.history.pop_front()
+        self.history_bytes += event.json.len();
+        self.history.push_back(event);
+        while self.history.len() > self.history_limit
+            || (self.history_bytes > self.history_bytes_limit && self.history.len() > 1)
         {
+            let Some(oldest) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes -= oldest.json.len();
             self.base = oldest.revision;
         }
-        self.history.push_back(event);
+    }
+
+    /// Events and bytes of JSON text in the history window.
+    #[cfg(test)]
+    fn history_size(&self) -> (usize, usize) {
+        (self.history.len(), self.history_bytes)
     }
 
     /// Registers a subscriber for events with revision > `after`, first queuing the matching
@@ -156,7 +180,16 @@ mod tests {
                 name: format!("o{revision}"),
             },
             object: Arc::new(json!({})),
+            json: Arc::from("{}"),
             prev: None,
+        }
+    }
+
+    /// An event whose JSON text is `bytes` long.
+    fn sized_event(revision: u64, bytes: usize) -> Event {
+        Event {
+            json: Arc::from("x".repeat(bytes)),
+            ..event(revision)
         }
     }
 
@@ -177,7 +210,7 @@ mod tests {
 
     #[test]
     fn window_slides_and_expires_old_starts() {
-        let mut hub = Hub::new(0, 3, 10);
+        let mut hub = Hub::new(0, 3, usize::MAX, 10);
         let events: Vec<Event> = (1..=5).map(event).collect();
         hub.publish(&events);
         assert_eq!(
@@ -195,7 +228,7 @@ mod tests {
 
     #[test]
     fn zero_history_allows_only_the_latest_revision() {
-        let mut hub = Hub::new(7, 0, 10);
+        let mut hub = Hub::new(7, 0, usize::MAX, 10);
         hub.publish(&[event(8)]);
         assert!(hub.subscribe(all(), 7).is_err());
         let mut w = hub.subscribe(all(), 8).expect("current revision is fine");
@@ -205,7 +238,7 @@ mod tests {
 
     #[test]
     fn future_start_skips_events_up_to_it() {
-        let mut hub = Hub::new(0, 10, 10);
+        let mut hub = Hub::new(0, 10, usize::MAX, 10);
         let mut w = hub.subscribe(all(), 2).expect("future start is allowed");
         hub.publish(&[event(1), event(2), event(3)]);
         assert_eq!(drain(&mut w), vec![3]);
@@ -213,7 +246,7 @@ mod tests {
 
     #[test]
     fn replay_larger_than_buffer_is_delivered_whole() {
-        let mut hub = Hub::new(0, 100, 2);
+        let mut hub = Hub::new(0, 100, usize::MAX, 2);
         let events: Vec<Event> = (1..=50).map(event).collect();
         hub.publish(&events);
         let mut w = hub.subscribe(all(), 0).expect("subscribe");
@@ -221,8 +254,45 @@ mod tests {
     }
 
     #[test]
+    fn window_is_bounded_by_bytes_as_well_as_count() {
+        let mut hub = Hub::new(0, 100, 1_000, 10);
+        let events: Vec<Event> = (1..=10).map(|r| sized_event(r, 300)).collect();
+        hub.publish(&events);
+        // 3 events of 300 bytes fit in 1,000; the fourth oldest went.
+        assert_eq!(hub.history_size(), (3, 900));
+        assert_eq!(
+            hub.subscribe(all(), 6).err(),
+            Some(StoreError::Expired {
+                requested: 6,
+                oldest: 7
+            })
+        );
+        let mut w = hub.subscribe(all(), 7).expect("window start");
+        assert_eq!(drain(&mut w), vec![8, 9, 10]);
+        // Small events fill the window up to the count limit again.
+        let small: Vec<Event> = (11..=200).map(|r| sized_event(r, 1)).collect();
+        hub.publish(&small);
+        assert_eq!(hub.history_size(), (100, 100));
+        let mut w = hub.subscribe(all(), 100).expect("window start");
+        assert_eq!(drain(&mut w), (101..=200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_event_larger_than_the_byte_limit_is_still_kept_alone() {
+        let mut hub = Hub::new(0, 100, 10, 10);
+        hub.publish(&[sized_event(1, 5), sized_event(2, 50)]);
+        assert_eq!(hub.history_size(), (1, 50));
+        let mut w = hub
+            .subscribe(all(), 1)
+            .expect("the newest event stays replayable");
+        assert_eq!(drain(&mut w), vec![2]);
+        hub.publish(&[sized_event(3, 4)]);
+        assert_eq!(hub.history_size(), (1, 4));
+    }
+
+    #[test]
     fn closed_receivers_are_removed() {
-        let mut hub = Hub::new(0, 10, 10);
+        let mut hub = Hub::new(0, 10, usize::MAX, 10);
         let w = hub.subscribe(all(), 0).expect("subscribe");
         drop(w);
         hub.publish(&[event(1)]);

@@ -10,11 +10,59 @@ use std::sync::Arc;
 pub(crate) struct Entry {
     /// The revision of the last write (equals the object's `resourceVersion`).
     pub revision: u64,
-    /// The stored object.
-    pub object: Arc<Value>,
-    /// The object's JSON text, as committed (serving lists copies it instead of
-    /// serialising the object again).
+    /// The stored object, lean: without `metadata.managedFields` (see [`crate::lean`]);
+    /// `None` under a text-only prefix, where it is parsed from `json` when asked for.
+    pub object: Option<Arc<Value>>,
+    /// The whole object's JSON text, as committed: what is served (lists copy it instead of
+    /// serialising the object again) and what the whole object is rebuilt from.
     pub json: Arc<str>,
+}
+
+impl Entry {
+    /// The whole object, parsed from its committed text.
+    pub fn whole(&self) -> Value {
+        parse(&self.json)
+    }
+
+    /// The lean object: the shared one, or one parsed from the text under a text-only prefix.
+    pub fn lean(&self) -> Arc<Value> {
+        match &self.object {
+            Some(object) => Arc::clone(object),
+            None => {
+                let mut object = parse(&self.json);
+                crate::make_lean(&mut object);
+                Arc::new(object)
+            }
+        }
+    }
+}
+
+/// Parses committed JSON text. The text was written by `serde_json` from an object, so this
+/// cannot fail; if it somehow did, an empty object stands in (never a panic).
+pub(crate) fn parse(json: &str) -> Value {
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored JSON text does not parse");
+        Value::Object(serde_json::Map::new())
+    })
+}
+
+/// A listed entry: its lean object if the index holds one, and its JSON text.
+pub(crate) type Listed = (Option<Arc<Value>>, Arc<str>);
+
+/// Listed entries with every lean object present (parsed from the text where the index holds
+/// none); call it without the index lock held.
+pub(crate) fn materialize(listed: Vec<Listed>) -> Vec<crate::WithJson> {
+    listed
+        .into_iter()
+        .map(|(object, json)| {
+            let object = object.unwrap_or_else(|| {
+                let mut object = parse(&json);
+                crate::make_lean(&mut object);
+                Arc::new(object)
+            });
+            (object, json)
+        })
+        .collect()
 }
 
 /// Current objects grouped by prefix, each group ordered by (namespace, name), plus the
@@ -69,31 +117,13 @@ impl Index {
         }
     }
 
-    /// Objects under `prefix` (optionally one namespace) in (namespace, name) order.
-    pub fn list(&self, prefix: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
+    /// Entries under `prefix` (optionally one namespace) in (namespace, name) order, as
+    /// (lean object if held, JSON text): cheap to take under the lock; see [`materialize`].
+    pub fn list(&self, prefix: &str, namespace: Option<&str>) -> Vec<Listed> {
         let Some(namespaces) = self.by_prefix.get(prefix) else {
             return Vec::new();
         };
-        let clone_object = |e: &Entry| Arc::clone(&e.object);
-        match namespace {
-            None => namespaces
-                .values()
-                .flat_map(BTreeMap::values)
-                .map(clone_object)
-                .collect(),
-            Some(ns) => namespaces
-                .get(ns)
-                .map(|names| names.values().map(clone_object).collect())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// Like [`Index::list`], with each object's JSON text.
-    pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> Vec<crate::WithJson> {
-        let Some(namespaces) = self.by_prefix.get(prefix) else {
-            return Vec::new();
-        };
-        let pair = |e: &Entry| (Arc::clone(&e.object), Arc::clone(&e.json));
+        let pair = |e: &Entry| (e.object.clone(), Arc::clone(&e.json));
         match namespace {
             None => namespaces
                 .values()
@@ -138,7 +168,7 @@ mod tests {
         Entry {
             revision: rev,
             json: Arc::from(object.to_string()),
-            object: Arc::new(object),
+            object: Some(Arc::new(object)),
         }
     }
 
@@ -149,7 +179,12 @@ mod tests {
         index.put(&key("p", "ab", "x"), entry(2));
         index.put(&key("p", "a", "y"), entry(3));
         index.put(&key("p", "", "z"), entry(4));
-        let revs = |v: Vec<Arc<Value>>| v.iter().map(|o| o["rev"].clone()).collect::<Vec<_>>();
+        let revs = |v: Vec<Listed>| {
+            materialize(v)
+                .iter()
+                .map(|(o, _)| o["rev"].clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(revs(index.list("p", Some("a"))), vec![json!(1), json!(3)]);
         assert_eq!(revs(index.list("p", Some(""))), vec![json!(4)]);
         assert_eq!(revs(index.list("p", None)).len(), 4);

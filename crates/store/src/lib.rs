@@ -8,8 +8,15 @@
 //! - A write either commits whole or leaves no trace (one SQLite transaction).
 //! - Writes are serialised; reads never block on SQLite.
 //!
-//! Design: all current objects live in an in-memory index (`Arc<Value>` per object), loaded
-//! at open, so `get` and `list` never touch SQLite. Writes use group commit: concurrent
+//! Design: all current objects live in an in-memory index, loaded at open, so `get` and
+//! `list` never touch SQLite. Each object is held twice, compactly: its committed JSON text
+//! (what lists, watches and gets serve) and a *lean* tree, the object without
+//! `metadata.managedFields`, which every in-process reader (informers, selectors, tables)
+//! shares as one `Arc<Value>`. A `serde_json::Value` tree takes about ten times the bytes of
+//! its JSON, and `managedFields` is half of a typical object's tree, so the full tree is built
+//! only when asked for ([`Store::get`], from the text) and dropped after use; controllers do
+//! not need `managedFields` (kube-controller-manager trims them from its informers too), and an
+//! update without them keeps the stored ones. Writes use group commit: concurrent
 //! writers queue up and one of them (the leader) commits every queued write in one
 //! transaction with one fsync; each write still gets its own revision and event, in queue
 //! order, and a failed precondition affects only its own write. A file lock
@@ -61,10 +68,13 @@ pub struct Event {
     pub revision: u64,
     /// The object's key.
     pub key: Key,
-    /// The object after the change (for `Deleted`: the last state, with `resourceVersion`
-    /// set to the deletion revision).
+    /// The object after the change, lean (without `metadata.managedFields`; for `Deleted`:
+    /// the last state, with `resourceVersion` set to the deletion revision).
     pub object: Arc<Value>,
-    /// The object before the change (`None` for `Added`), so watchers with selectors can
+    /// The whole object after the change as JSON text (with `managedFields`): what a watch
+    /// sends.
+    pub json: Arc<str>,
+    /// The object before the change, lean (`None` for `Added`), so watchers with selectors can
     /// turn an object leaving their selection into a `DELETED` event.
     pub prev: Option<Arc<Value>>,
 }
@@ -109,6 +119,13 @@ pub struct Watcher {
 pub struct StoreOptions {
     /// How many of the latest events the history window keeps for `watch(after)` replay.
     pub history_limit: usize,
+    /// How many bytes of JSON text (of the events' objects) the history window keeps at most;
+    /// the oldest events leave first. The newest event is always kept.
+    pub history_bytes: usize,
+    /// Storage prefixes whose index entries keep only the JSON text, no lean tree: for kinds
+    /// that no in-process reader follows (Events), whose trees would only take memory. Reads
+    /// of them parse the text; watch events still carry a lean tree.
+    pub text_only_prefixes: Vec<String>,
     /// How many undelivered live events a watcher may have queued before it is dropped.
     pub watch_buffer: usize,
     /// How long a commit waits for a lock held by an outside SQLite connection (e.g. an
@@ -123,6 +140,12 @@ impl Default for StoreOptions {
             // thousand lets watchers resume after a short gap without holding memory for
             // every recent write at scale (a longer gap ends in a 410 and a re-list).
             history_limit: 4_096,
+            // Events hold superseded versions that nothing else keeps: at scale a count alone
+            // would retain hundreds of MB (a pod's lean tree is ~5x its text). 4 MiB of text is
+            // ~1,000 pod versions: about half a second of writes at full load, far more when
+            // writes are few (then the count bounds it).
+            history_bytes: 4 << 20,
+            text_only_prefixes: Vec::new(),
             // In-process controllers follow bursts of thousands of writes; dropping them
             // would force a costly re-list, so their queue may grow this far first.
             watch_buffer: 8_192,
@@ -135,6 +158,18 @@ impl StoreOptions {
     /// These options with a history window of `limit` events.
     pub fn with_history_limit(mut self, limit: usize) -> StoreOptions {
         self.history_limit = limit;
+        self
+    }
+
+    /// These options with a history window of at most `bytes` bytes of JSON text.
+    pub fn with_history_bytes(mut self, bytes: usize) -> StoreOptions {
+        self.history_bytes = bytes;
+        self
+    }
+
+    /// These options with the index keeping only the JSON text under `prefixes`.
+    pub fn with_text_only_prefixes(mut self, prefixes: &[&str]) -> StoreOptions {
+        self.text_only_prefixes = prefixes.iter().map(|p| p.to_string()).collect();
         self
     }
 
@@ -165,8 +200,47 @@ struct Inner {
     writer: writer::Writer,
 }
 
-/// An object with its committed JSON text.
+/// A lean object (without `metadata.managedFields`) with its whole committed JSON text.
 pub type WithJson = (Arc<Value>, Arc<str>);
+
+/// `obj` without `metadata.managedFields`: the form the store shares with in-process readers.
+pub fn lean(obj: &Value) -> Value {
+    let Value::Object(map) = obj else {
+        return obj.clone();
+    };
+    let has_managed_fields = map
+        .get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(MANAGED_FIELDS));
+    if !has_managed_fields {
+        return obj.clone();
+    }
+    let mut out = serde_json::Map::with_capacity(map.len());
+    for (k, v) in map {
+        match v {
+            Value::Object(metadata) if k == "metadata" => {
+                let mut m = serde_json::Map::with_capacity(metadata.len() - 1);
+                for (mk, mv) in metadata.iter().filter(|(mk, _)| *mk != MANAGED_FIELDS) {
+                    m.insert(mk.clone(), mv.clone());
+                }
+                out.insert(k.clone(), Value::Object(m));
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Removes `metadata.managedFields` from `obj` in place (keeping the order of the rest).
+pub(crate) fn make_lean(obj: &mut Value) {
+    if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.shift_remove(MANAGED_FIELDS);
+    }
+}
+
+const MANAGED_FIELDS: &str = "managedFields";
 
 /// The store. Cheap to clone (shared handle).
 #[derive(Clone)]
@@ -237,15 +311,20 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
         sql::configure(&conn, in_memory, options.busy_timeout)?;
-        let index = sql::load(&conn)?;
-        let hub = Hub::new(index.revision, options.history_limit, options.watch_buffer);
+        let index = sql::load(&conn, &options.text_only_prefixes)?;
+        let hub = Hub::new(
+            index.revision,
+            options.history_limit,
+            options.history_bytes,
+            options.watch_buffer,
+        );
         Ok(Store {
             inner: Arc::new(Inner {
                 shared: Shared {
                     index: RwLock::new(index),
                     hub: Mutex::new(hub),
                 },
-                writer: writer::Writer::new(conn, lock),
+                writer: writer::Writer::new(conn, lock, options.text_only_prefixes),
             }),
         })
     }
@@ -276,32 +355,62 @@ impl Store {
         self.inner.shared.index.read().prefixes()
     }
 
-    /// The current object at `key`.
+    /// The whole current object at `key` (with `managedFields`), built from its JSON text:
+    /// the caller owns it. Readers that do not need `managedFields` use [`Store::get_lean`].
     pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
-        self.inner
+        // Parsed after the lock is released, so writers never wait for it.
+        let json = self
+            .inner
             .shared
             .index
             .read()
             .get(key)
-            .map(|entry| Arc::clone(&entry.object))
+            .map(|entry| Arc::clone(&entry.json))?;
+        Some(Arc::new(index::parse(&json)))
     }
 
-    /// All current objects under `prefix` (optionally in one namespace), ordered by
-    /// (namespace, name), with the revision the snapshot was taken at.
+    /// The current object at `key`, lean (without `metadata.managedFields`), shared.
+    pub fn get_lean(&self, key: &Key) -> Option<Arc<Value>> {
+        let entry = self.inner.shared.index.read().get(key).cloned()?;
+        Some(entry.lean())
+    }
+
+    /// The current objects under `prefix` (optionally in one namespace), lean (without
+    /// `metadata.managedFields`), ordered by (namespace, name), with the revision the
+    /// snapshot was taken at.
     pub fn list(&self, prefix: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
-        let index = self.inner.shared.index.read();
-        (index.list(prefix, namespace), index.revision)
+        let (items, revision) = self.list_json(prefix, namespace);
+        (
+            items.into_iter().map(|(object, _)| object).collect(),
+            revision,
+        )
     }
 
-    /// Like [`Store::list`], with each object's committed JSON text, so that a server can
-    /// send a list without serialising every object again.
+    /// The whole committed JSON text of the current objects under `prefix` (optionally in one
+    /// namespace), ordered by (namespace, name): nothing is parsed.
+    pub fn list_text(&self, prefix: &str, namespace: Option<&str>) -> Vec<Arc<str>> {
+        let index = self.inner.shared.index.read();
+        index
+            .list(prefix, namespace)
+            .into_iter()
+            .map(|(_, json)| json)
+            .collect()
+    }
+
+    /// Like [`Store::list`], with each object's whole committed JSON text, so that a server
+    /// can send a list without serialising every object again.
     pub fn list_json(&self, prefix: &str, namespace: Option<&str>) -> (Vec<WithJson>, u64) {
-        let index = self.inner.shared.index.read();
-        (index.list_json(prefix, namespace), index.revision)
+        let (listed, revision) = {
+            let index = self.inner.shared.index.read();
+            (index.list(prefix, namespace), index.revision)
+        };
+        // Objects under text-only prefixes are parsed here, without the lock.
+        (index::materialize(listed), revision)
     }
 
-    /// Creates `obj` at `key`; sets `metadata.resourceVersion` to the new revision.
-    /// `obj` must be a JSON object (else `Storage`, nothing written).
+    /// Creates `obj` at `key`; sets `metadata.resourceVersion` to the new revision and
+    /// returns the whole stored object. `obj` must be a JSON object (else `Storage`, nothing
+    /// written).
     pub fn create(&self, key: &Key, obj: Value) -> Result<Arc<Value>, StoreError> {
         require_object(&obj)?;
         self.submit(key, Op::Create(obj))
@@ -310,7 +419,8 @@ impl Store {
     /// Replaces the object at `key` with `obj`. When `expected` is `Some(rv)`, fails with
     /// `Conflict` unless the current resourceVersion is `rv`. If `obj` equals the current
     /// object (ignoring `metadata.resourceVersion`), nothing is written, no event is sent,
-    /// and the current object is returned. `obj` must be a JSON object (else `Storage`).
+    /// and the current object is returned. Returns the whole stored object. `obj` must be a
+    /// JSON object (else `Storage`).
     pub fn update(
         &self,
         key: &Key,

@@ -66,7 +66,7 @@ fn from_sql_revision(revision: i64) -> Result<u64, StoreError> {
 }
 
 /// Reads every object and the revision counter into a fresh index.
-pub(crate) fn load(conn: &Connection) -> Result<Index, StoreError> {
+pub(crate) fn load(conn: &Connection, text_only: &[String]) -> Result<Index, StoreError> {
     let mut index = Index::default();
     let meta_revision: Option<i64> = conn
         .query_row("SELECT revision FROM meta WHERE id = 0", [], |r| r.get(0))
@@ -82,18 +82,20 @@ pub(crate) fn load(conn: &Connection) -> Result<Index, StoreError> {
         };
         let revision = from_sql_revision(row.get(3)?)?;
         let text: String = row.get(4)?;
-        let object: Value = serde_json::from_str(&text).map_err(|e| {
+        // Parsed under text-only prefixes too: a corrupt row is found at open, not later.
+        let mut object: Value = serde_json::from_str(&text).map_err(|e| {
             StoreError::Storage(format!(
                 "corrupt object {}/{}/{}: {e}",
                 key.prefix, key.namespace, key.name
             ))
         })?;
+        crate::make_lean(&mut object);
         max_object_revision = max_object_revision.max(revision);
         index.put(
             &key,
             Entry {
                 revision,
-                object: Arc::new(object),
+                object: (!text_only.contains(&key.prefix)).then(|| Arc::new(object)),
                 json: Arc::from(text),
             },
         );

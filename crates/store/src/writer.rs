@@ -62,6 +62,8 @@ pub(crate) struct Writer {
     /// Locked only by the leader, so never contended.
     conn: Mutex<Connection>,
     queue: Mutex<Queue>,
+    /// Prefixes whose index entries keep only the JSON text.
+    text_only: Vec<String>,
     /// The database lock file; declared after `conn` so it is released after the close.
     _lock: Option<std::fs::File>,
 }
@@ -72,13 +74,18 @@ fn stopped() -> StoreError {
 
 impl Writer {
     /// A write path over `conn`; `lock` is held for as long as the writer lives.
-    pub(crate) fn new(conn: Connection, lock: Option<std::fs::File>) -> Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        lock: Option<std::fs::File>,
+        text_only: Vec<String>,
+    ) -> Writer {
         Writer {
             conn: Mutex::new(conn),
             queue: Mutex::new(Queue {
                 pending: VecDeque::new(),
                 leader_active: false,
             }),
+            text_only,
             _lock: lock,
         }
     }
@@ -118,7 +125,7 @@ impl Writer {
             queue.pending.drain(..take).collect()
         };
         let mut conn = self.conn.lock();
-        process_batch(&mut conn, shared, batch);
+        process_batch(&mut conn, shared, batch, &self.text_only);
     }
 }
 
@@ -144,18 +151,24 @@ impl Drop for Handoff<'_> {
 /// A write accepted for the batch, waiting for the commit.
 struct Accepted {
     event: Event,
-    /// The committed JSON text (`None` for deletes).
-    json: Option<Arc<str>>,
+    /// The whole object, for the caller.
+    reply: Arc<Value>,
     /// Index in the batch of the request it answers.
     request: usize,
 }
 
 /// What an accepted request does.
 enum Decision {
-    /// A write to commit, with its event and (unless it is a delete) the object's JSON text.
-    Write(Event, Option<Arc<str>>),
+    /// A write to commit: its event and the whole object for the caller.
+    Write(Event, Arc<Value>),
     /// An update equal to the current object: nothing to write; reply with the current one.
     Unchanged(Arc<Value>),
+}
+
+fn encode(object: &Value) -> Result<Arc<str>, StoreError> {
+    serde_json::to_string(object)
+        .map(Arc::from)
+        .map_err(|e| StoreError::Storage(format!("encoding object: {e}")))
 }
 
 /// Overlay of the batch's accepted writes on top of the committed index.
@@ -187,17 +200,12 @@ impl Staged<'_> {
     fn evaluate(&mut self, key: &Key, op: Op) -> Result<Decision, StoreError> {
         let current = self.current(key);
         let revision = self.next_revision + 1;
-        let event = match (op, current) {
+        // (what happened, the whole object, its lean form if already made, the previous state)
+        let (kind, object, lean, prev) = match (op, current) {
             (Op::Create(_), Some(_)) => return Err(StoreError::AlreadyExists),
             (Op::Create(mut object), None) => {
                 set_resource_version(&mut object, revision);
-                Event {
-                    kind: EventType::Added,
-                    revision,
-                    key: key.clone(),
-                    object: Arc::new(object),
-                    prev: None,
-                }
+                (EventType::Added, object, None, None)
             }
             (Op::Update { .. } | Op::Delete { .. }, None) => return Err(StoreError::NotFound),
             (
@@ -208,7 +216,8 @@ impl Staged<'_> {
                 Some(current),
             ) => {
                 Self::check_expected(&current, expected)?;
-                let current_rv = meta::resource_version(&current.object).to_string();
+                let current_lean = current.lean();
+                let current_rv = meta::resource_version(&current_lean).to_string();
                 meta::set_metadata_field(
                     &mut object,
                     "resourceVersion",
@@ -218,47 +227,46 @@ impl Staged<'_> {
                         Value::String(current_rv)
                     },
                 );
-                if object == *current.object {
-                    return Ok(Decision::Unchanged(current.object));
+                // Only an update whose lean form is unchanged can be a no-op; only then is
+                // the whole current object rebuilt to compare `managedFields` too.
+                let mut lean = crate::lean(&object);
+                if lean == *current_lean {
+                    let whole = current.whole();
+                    if object == whole {
+                        return Ok(Decision::Unchanged(Arc::new(whole)));
+                    }
                 }
                 set_resource_version(&mut object, revision);
-                Event {
-                    kind: EventType::Modified,
-                    revision,
-                    key: key.clone(),
-                    object: Arc::new(object),
-                    prev: Some(current.object),
-                }
+                set_resource_version(&mut lean, revision);
+                (EventType::Modified, object, Some(lean), Some(current_lean))
             }
             (Op::Delete { expected }, Some(current)) => {
                 Self::check_expected(&current, expected)?;
-                let mut last = (*current.object).clone();
+                let mut last = current.whole();
                 set_resource_version(&mut last, revision);
-                Event {
-                    kind: EventType::Deleted,
-                    revision,
-                    key: key.clone(),
-                    object: Arc::new(last),
-                    prev: Some(current.object),
-                }
+                (EventType::Deleted, last, None, Some(current.lean()))
             }
         };
-        let staged = match event.kind {
+        let json = encode(&object)?;
+        let event = Event {
+            kind,
+            revision,
+            key: key.clone(),
+            object: Arc::new(lean.unwrap_or_else(|| crate::lean(&object))),
+            json,
+            prev,
+        };
+        let staged = match kind {
             EventType::Deleted => None,
-            EventType::Added | EventType::Modified => {
-                let text = serde_json::to_string(&*event.object)
-                    .map_err(|e| StoreError::Storage(format!("encoding object: {e}")))?;
-                Some(Entry {
-                    revision,
-                    object: Arc::clone(&event.object),
-                    json: Arc::from(text),
-                })
-            }
+            EventType::Added | EventType::Modified => Some(Entry {
+                revision,
+                object: Some(Arc::clone(&event.object)),
+                json: Arc::clone(&event.json),
+            }),
         };
         self.next_revision = revision;
-        let json = staged.as_ref().map(|e| Arc::clone(&e.json));
         self.changed.insert(key.clone(), staged);
-        Ok(Decision::Write(event, json))
+        Ok(Decision::Write(event, Arc::new(object)))
     }
 }
 
@@ -271,7 +279,12 @@ pub(crate) fn set_resource_version(object: &mut Value, revision: u64) {
     );
 }
 
-fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
+fn process_batch(
+    conn: &mut Connection,
+    shared: &Shared,
+    batch: Vec<Request>,
+    text_only: &[String],
+) {
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(batch.len());
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut senders = Vec::with_capacity(batch.len());
@@ -287,10 +300,10 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         for (position, request) in batch.into_iter().enumerate() {
             senders.push(request.signal);
             match staged.evaluate(&request.key, request.op) {
-                Ok(Decision::Write(event, json)) => {
+                Ok(Decision::Write(event, reply)) => {
                     accepted.push(Accepted {
                         event,
-                        json,
+                        reply,
                         request: position,
                     });
                     replies.push(None);
@@ -305,12 +318,12 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         let last_revision = last.event.revision;
         let changes: Vec<RowChange<'_>> = accepted
             .iter()
-            .map(|a| match &a.json {
-                None => RowChange::Delete { key: &a.event.key },
-                Some(text) => RowChange::Put {
+            .map(|a| match a.event.kind {
+                EventType::Deleted => RowChange::Delete { key: &a.event.key },
+                EventType::Added | EventType::Modified => RowChange::Put {
                     key: &a.event.key,
                     revision: a.event.revision,
-                    text,
+                    text: &a.event.json,
                 },
             })
             .collect();
@@ -327,14 +340,15 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         {
             let mut index = shared.index.write();
             for a in &accepted {
-                match &a.json {
-                    None => index.remove(&a.event.key),
-                    Some(json) => index.put(
+                match a.event.kind {
+                    EventType::Deleted => index.remove(&a.event.key),
+                    EventType::Added | EventType::Modified => index.put(
                         &a.event.key,
                         Entry {
                             revision: a.event.revision,
-                            object: Arc::clone(&a.event.object),
-                            json: Arc::clone(json),
+                            object: (!text_only.contains(&a.event.key.prefix))
+                                .then(|| Arc::clone(&a.event.object)),
+                            json: Arc::clone(&a.event.json),
                         },
                     ),
                 }
@@ -343,7 +357,7 @@ fn process_batch(conn: &mut Connection, shared: &Shared, batch: Vec<Request>) {
         }
         shared.hub.lock().publish(accepted.iter().map(|a| &a.event));
         for a in accepted {
-            replies[a.request] = Some(Ok(a.event.object));
+            replies[a.request] = Some(Ok(a.reply));
         }
     }
 
@@ -401,7 +415,7 @@ mod tests {
         sql::configure(&conn, true, Duration::from_millis(10)).expect("schema");
         let shared = Shared {
             index: RwLock::new(Index::default()),
-            hub: Mutex::new(Hub::new(0, 100, 100)),
+            hub: Mutex::new(Hub::new(0, 100, 1 << 20, 100)),
         };
         let mut watcher = shared
             .hub
@@ -430,7 +444,7 @@ mod tests {
         ]
         .into_iter()
         .unzip();
-        process_batch(&mut conn, &shared, requests);
+        process_batch(&mut conn, &shared, requests, &[]);
 
         let replies: Vec<Reply> = inboxes.iter().map(outcome).collect();
         assert_eq!(rv(&replies[0]), "1");
@@ -448,7 +462,7 @@ mod tests {
         let index = shared.index.read();
         assert_eq!(index.revision, 4);
         assert!(index.get(&key("a")).is_none());
-        assert_eq!(index.get(&key("b")).expect("b").object["v"], 5);
+        assert_eq!(index.get(&key("b")).expect("b").lean()["v"], 5);
         let mut events = Vec::new();
         while let Ok(e) = watcher.events.try_recv() {
             events.push((e.revision, e.kind));
@@ -462,7 +476,7 @@ mod tests {
                 (4, EventType::Deleted)
             ]
         );
-        let loaded = sql::load(&conn).expect("load");
+        let loaded = sql::load(&conn, &[]).expect("load");
         assert_eq!(loaded.revision, 4);
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded.get(&key("b")).expect("b").revision, 3);

@@ -131,7 +131,7 @@ fn identical_update_writes_and_emits_nothing() {
     let mut stale = object("a", "1");
     stale["metadata"]["resourceVersion"] = json!("999");
     let same = store.update(&k, stale, None).expect("no-op update");
-    assert!(Arc::ptr_eq(&same, &created), "returns the current object");
+    assert_eq!(same, created, "returns the current object");
     let same = store
         .update(&k, object("a", "1"), Some(1))
         .expect("no-op update");
@@ -744,4 +744,154 @@ proptest! {
         prop_assert_eq!(reopened.revision(), revision);
         prop_assert_eq!(&snapshot(&reopened), &live);
     }
+}
+
+fn with_managed_fields(name: &str, data: &str, manager: &str) -> Value {
+    let mut obj = object(name, data);
+    obj["metadata"]["labels"] = json!({"app": "x"});
+    obj["metadata"]["managedFields"] =
+        json!([{"manager": manager, "operation": "Update", "fieldsV1": {"f:data": {"f:v": {}}}}]);
+    obj
+}
+
+#[test]
+fn readers_share_lean_objects_and_get_returns_the_whole_one() {
+    let (_dir, path) = temp_db();
+    let k = key("core/configmaps", "default", "a");
+    {
+        let store = Store::open(&path).expect("open");
+        let mut watcher = store.watch(None, None, 0).expect("watch");
+        let created = store
+            .create(&k, with_managed_fields("a", "1", "m1"))
+            .expect("create");
+        // The caller gets the whole object; the store keeps it lean plus its text.
+        assert_eq!(created["metadata"]["managedFields"][0]["manager"], "m1");
+        let whole = store.get(&k).expect("get");
+        assert_eq!(whole, created);
+        let lean = store.get_lean(&k).expect("get_lean");
+        assert!(lean["metadata"].get("managedFields").is_none());
+        assert_eq!(*lean, slipway_store::lean(&created));
+        let (listed, _) = store.list("core/configmaps", None);
+        assert!(Arc::ptr_eq(&listed[0], &lean), "one shared lean tree");
+        let (with_json, _) = store.list_json("core/configmaps", None);
+        let text: Value = serde_json::from_str(&with_json[0].1).expect("json");
+        assert_eq!(text, *created, "the text is the whole object");
+
+        // An update that changes only managedFields is written; an identical one is not.
+        let changed = store
+            .update(&k, with_managed_fields("a", "1", "m2"), None)
+            .expect("update");
+        assert_eq!(rv(&changed), 2);
+        let same = store
+            .update(&k, with_managed_fields("a", "1", "m2"), None)
+            .expect("no-op");
+        assert_eq!(rv(&same), 2);
+        assert_eq!(same["metadata"]["managedFields"][0]["manager"], "m2");
+        let deleted = store.delete(&k, None).expect("delete");
+        assert_eq!(rv(&deleted), 3);
+        assert_eq!(deleted["metadata"]["managedFields"][0]["manager"], "m2");
+
+        let events = drain(&mut watcher);
+        assert_eq!(revisions(&events), vec![1, 2, 3]);
+        for e in &events {
+            assert!(e.object["metadata"].get("managedFields").is_none());
+            assert!(
+                e.prev
+                    .iter()
+                    .all(|p| p["metadata"].get("managedFields").is_none())
+            );
+            let text: Value = serde_json::from_str(&e.json).expect("event json");
+            assert_eq!(rv(&text), e.revision);
+            assert_eq!(*e.object, slipway_store::lean(&text));
+        }
+        assert_eq!(events[2].kind, EventType::Deleted);
+        store
+            .create(&k, with_managed_fields("a", "4", "m3"))
+            .expect("create again");
+    }
+    // After a reopen, the index is rebuilt lean from the committed text.
+    let store = Store::open(&path).expect("reopen");
+    let whole = store.get(&k).expect("get");
+    assert_eq!(whole["metadata"]["managedFields"][0]["manager"], "m3");
+    assert_eq!(whole["data"]["v"], "4");
+    let lean = store.get_lean(&k).expect("lean");
+    assert!(lean["metadata"].get("managedFields").is_none());
+    assert_eq!(lean["metadata"]["labels"]["app"], "x");
+}
+
+#[test]
+fn lean_keeps_everything_but_managed_fields() {
+    let obj = with_managed_fields("a", "1", "m");
+    let lean = slipway_store::lean(&obj);
+    let mut expected = obj.clone();
+    expected["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("managedFields");
+    assert_eq!(lean, expected);
+    // Key order is kept.
+    let keys = |v: &Value| {
+        v["metadata"]
+            .as_object()
+            .expect("m")
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&lean), vec!["name", "labels"]);
+    for odd in [json!(null), json!([1]), json!({"metadata": 3}), json!({})] {
+        assert_eq!(slipway_store::lean(&odd), odd);
+    }
+}
+
+#[test]
+fn text_only_prefixes_serve_the_same_objects() {
+    let (_dir, path) = temp_db();
+    let options = StoreOptions::default().with_text_only_prefixes(&["core/events"]);
+    let ev = key("core/events", "default", "e");
+    let cm = key("core/configmaps", "default", "c");
+    {
+        let store = Store::open_with_options(&path, options.clone()).expect("open");
+        let mut watcher = store.watch(None, None, 0).expect("watch");
+        store
+            .create(&ev, with_managed_fields("e", "1", "m"))
+            .expect("create event");
+        store
+            .create(&cm, with_managed_fields("c", "1", "m"))
+            .expect("create configmap");
+        let same = store
+            .update(&ev, with_managed_fields("e", "1", "m"), None)
+            .expect("no-op");
+        assert_eq!(
+            rv(&same),
+            1,
+            "a no-op under a text-only prefix writes nothing"
+        );
+        let updated = store
+            .update(&ev, with_managed_fields("e", "2", "m"), Some(1))
+            .expect("update");
+        assert_eq!(rv(&updated), 3);
+        let lean = store.get_lean(&ev).expect("lean");
+        assert_eq!(*lean, slipway_store::lean(&updated));
+        assert_eq!(store.get(&ev).expect("whole"), updated);
+        let (listed, _) = store.list("core/events", None);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(*listed[0], *lean);
+        let texts = store.list_text("core/events", Some("default"));
+        let text: Value = serde_json::from_str(&texts[0]).expect("json");
+        assert_eq!(text, *updated);
+        let events = drain(&mut watcher);
+        assert_eq!(revisions(&events), vec![1, 2, 3]);
+        assert_eq!(events[2].prev.as_ref().expect("prev")["data"]["v"], "1");
+        assert_eq!(events[2].object["data"]["v"], "2");
+        let deleted = store.delete(&ev, Some(3)).expect("delete");
+        assert_eq!(rv(&deleted), 4);
+        store
+            .create(&ev, with_managed_fields("e", "5", "m"))
+            .expect("create again");
+    }
+    let store = Store::open_with_options(&path, options).expect("reopen");
+    assert_eq!(store.get_lean(&ev).expect("event")["data"]["v"], "5");
+    assert_eq!(store.get_lean(&cm).expect("configmap")["data"]["v"], "1");
+    assert!(store.list_text("core/events", Some("other")).is_empty());
 }
