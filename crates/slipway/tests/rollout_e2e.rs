@@ -289,6 +289,28 @@ fn start_with(yaml: &str, svc: &str, replicas: usize) -> ProcessServer {
     s
 }
 
+/// A blue-green strategy on the Services `<app>-active` and `<app>-preview`, with
+/// `options` (YAML lines of the `blueGreen` map, indented by 6).
+fn blue_green(app: &str, options: &str) -> String {
+    format!(
+        "    blueGreen:\n      activeService: {app}-active\n      previewService: {app}-preview\n{options}"
+    )
+}
+
+/// Starts a server with the Services `<app>-active` and `<app>-preview` and the Rollout
+/// `app` at 1.0 with `strategy`, fully rolled out with 2 ready active endpoints; returns it
+/// with the first revision's hash.
+fn start_blue_green(app: &str, strategy: &str) -> (ProcessServer, String) {
+    let s = ProcessServer::start();
+    s.apply(&service(&format!("{app}-active"), app));
+    s.apply(&service(&format!("{app}-preview"), app));
+    s.apply(&rollout(app, 2, V1, "", strategy, ""));
+    let r = wait_rollout(&s, app, "the first revision rolled out", completed);
+    wait_ready_endpoints(&s, &format!("{app}-active"), 2);
+    let first = r["status"]["currentPodHash"].as_str().unwrap().to_string();
+    (s, first)
+}
+
 #[test]
 fn canary_splits_real_traffic_exactly_and_completes() {
     let _serial = serial();
@@ -355,13 +377,11 @@ fn canary_splits_real_traffic_exactly_and_completes() {
 #[test]
 fn blue_green_promotes_with_zero_failed_requests() {
     let _serial = serial();
-    let s = ProcessServer::start();
-    s.apply(&service("bg-active", "bg"));
-    s.apply(&service("bg-preview", "bg"));
-    let strategy = "    blueGreen:\n      activeService: bg-active\n      previewService: bg-preview\n      autoPromotionEnabled: false\n      scaleDownDelaySeconds: 2\n";
-    s.apply(&rollout("bg", 2, V1, "", strategy, ""));
-    wait_rollout(&s, "bg", "the first revision rolled out", completed);
-    wait_ready_endpoints(&s, "bg-active", 2);
+    let strategy = blue_green(
+        "bg",
+        "      autoPromotionEnabled: false\n      scaleDownDelaySeconds: 2\n",
+    );
+    let (s, _) = start_blue_green("bg", &strategy);
     let active = cluster_addr(&s, "bg-active");
     let preview = cluster_addr(&s, "bg-preview");
     let load = Load::start(active, 8, BUDGET);
@@ -787,13 +807,11 @@ fn a_restart_mid_step_keeps_the_step_and_the_traffic() {
 #[test]
 fn a_blue_green_restart_before_promotion_keeps_the_active_service() {
     let _serial = serial();
-    let mut s = ProcessServer::start();
-    s.apply(&service("rb-active", "rb"));
-    s.apply(&service("rb-preview", "rb"));
-    let strategy = "    blueGreen:\n      activeService: rb-active\n      previewService: rb-preview\n      autoPromotionEnabled: false\n      scaleDownDelaySeconds: 1\n";
-    s.apply(&rollout("rb", 2, V1, "", strategy, ""));
-    wait_rollout(&s, "rb", "the first revision rolled out", completed);
-    wait_ready_endpoints(&s, "rb-active", 2);
+    let strategy = blue_green(
+        "rb",
+        "      autoPromotionEnabled: false\n      scaleDownDelaySeconds: 1\n",
+    );
+    let (mut s, _) = start_blue_green("rb", &strategy);
     let active = cluster_addr(&s, "rb-active");
     let load = Load::start(active, 8, BUDGET);
     load.wait_for_more(500, WAIT);
@@ -1041,13 +1059,8 @@ fn recreate_hooks_run_before_between_and_after_the_pods() {
 #[test]
 fn blue_green_promotion_hooks_gate_the_switch() {
     let _serial = serial();
-    let s = ProcessServer::start();
-    s.apply(&service("bh-active", "bh"));
-    s.apply(&service("bh-preview", "bh"));
-    let strategy = "    blueGreen:\n      activeService: bh-active\n      previewService: bh-preview\n      scaleDownDelaySeconds: 2\n";
-    s.apply(&rollout("bh", 2, V1, "", strategy, ""));
-    wait_rollout(&s, "bh", "the first revision rolled out", completed);
-    wait_ready_endpoints(&s, "bh-active", 2);
+    let strategy = blue_green("bh", "      scaleDownDelaySeconds: 2\n");
+    let (s, _) = start_blue_green("bh", &strategy);
     let active = cluster_addr(&s, "bh-active");
     let load = Load::start(active, 4, BUDGET);
     load.wait_for_more(300, WAIT);
@@ -1198,14 +1211,11 @@ fn a_header_route_then_a_manual_abort_and_retry_of_a_canary() {
 #[test]
 fn blue_green_web_and_job_analysis_gate_promotion() {
     let _serial = serial();
-    let s = ProcessServer::start();
-    s.apply(&service("bw-active", "bw"));
-    s.apply(&service("bw-preview", "bw"));
-    let strategy = "    blueGreen:\n      activeService: bw-active\n      previewService: bw-preview\n      scaleDownDelaySeconds: 2\n      prePromotionAnalysis:\n        checks:\n        - name: preview-errors\n          interval: 1s\n          count: 2\n          web: {url: 'http://bw-preview/info', jsonPath: errorRate, max: 0.01}\n        - name: smoke\n          interval: 1s\n          job:\n            command: [sh, -c, 'test \"$QUIET\" = 1']\n";
-    s.apply(&rollout("bw", 2, V1, "", strategy, ""));
-    let r = wait_rollout(&s, "bw", "the first revision rolled out", completed);
-    let first = r["status"]["currentPodHash"].as_str().unwrap().to_string();
-    wait_ready_endpoints(&s, "bw-active", 2);
+    let strategy = blue_green(
+        "bw",
+        "      scaleDownDelaySeconds: 2\n      prePromotionAnalysis:\n        checks:\n        - name: preview-errors\n          interval: 1s\n          count: 2\n          web: {url: 'http://bw-preview/info', jsonPath: errorRate, max: 0.01}\n        - name: smoke\n          interval: 1s\n          job:\n            command: [sh, -c, 'test \"$QUIET\" = 1']\n",
+    );
+    let (s, first) = start_blue_green("bw", &strategy);
     let active = cluster_addr(&s, "bw-active");
     let load = Load::start(active, 4, BUDGET);
     load.wait_for_more(300, WAIT);
