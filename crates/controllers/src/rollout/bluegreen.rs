@@ -37,29 +37,7 @@ pub fn run(ctx: &mut Ctx, bg: &BlueGreenStrategy) -> Result<(), PlanError> {
         Some(s) if s == current => steady(ctx, bg)?,
         Some(s) => {
             if ctx.status.abort != Some(true) {
-                let saved = (
-                    ctx.pass.clone(),
-                    ctx.patches.clone(),
-                    ctx.patched.clone(),
-                    ctx.runs.len(),
-                    ctx.events.len(),
-                    ctx.status.clone(),
-                    ctx.pauses.clone(),
-                    ctx.requeue,
-                );
-                if let Some(why) = progress(ctx, bg, &s)? {
-                    ctx.pass = saved.0;
-                    ctx.patches = saved.1;
-                    ctx.patched = saved.2;
-                    ctx.runs.truncate(saved.3);
-                    ctx.events.truncate(saved.4);
-                    ctx.status = saved.5;
-                    ctx.pauses = saved.6;
-                    ctx.requeue = saved.7;
-                    ctx.waiting_on_pods = false;
-                    ctx.message = None;
-                    ctx.begin_abort(&why);
-                }
+                ctx.progress_or_abort(|ctx| progress(ctx, bg, &s))?;
             }
             if ctx.status.abort == Some(true) {
                 aborted(ctx, bg, &s);

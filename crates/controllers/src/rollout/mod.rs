@@ -191,6 +191,39 @@ impl<'a> Ctx<'a> {
         self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
     }
 
+    /// Runs `progress` (one strategy's pass toward the new revision); when it returns a
+    /// reason to abort, forgets everything it planned (so an abort never widens the new
+    /// revision's traffic first) and begins the abort.
+    pub fn progress_or_abort(
+        &mut self,
+        progress: impl FnOnce(&mut Ctx<'a>) -> Result<Option<String>, PlanError>,
+    ) -> Result<(), PlanError> {
+        let saved = (
+            self.pass.clone(),
+            self.patches.clone(),
+            self.patched.clone(),
+            self.runs.len(),
+            self.events.len(),
+            self.status.clone(),
+            self.pauses.clone(),
+            self.requeue,
+        );
+        if let Some(why) = progress(self)? {
+            self.pass = saved.0;
+            self.patches = saved.1;
+            self.patched = saved.2;
+            self.runs.truncate(saved.3);
+            self.events.truncate(saved.4);
+            self.status = saved.5;
+            self.pauses = saved.6;
+            self.requeue = saved.7;
+            self.waiting_on_pods = false;
+            self.message = None;
+            self.begin_abort(&why);
+        }
+        Ok(())
+    }
+
     /// A Service of the strategy, by name.
     pub fn service(&self, svc: &str) -> Option<&Service> {
         self.observed
