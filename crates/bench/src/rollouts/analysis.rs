@@ -10,11 +10,10 @@
 
 use super::Plan;
 use super::common::{
-    Api, ProxyState, ROLLOUTS, WAIT, ms_between, on_cluster, parse_time, rollout_yaml, weight,
+    Api, Deployed, ProxyState, ROLLOUTS, WAIT, deploy_rg, ms_between, on_cluster, parse_time,
+    rollout_yaml, weight,
 };
-use crate::services::cases::{
-    CONNECTIONS, IMAGE_1, IMAGE_2, free_cluster_ip, service, until_answers,
-};
+use crate::services::cases::{CONNECTIONS, IMAGE_2};
 use crate::services::cluster::Cluster;
 use crate::services::load::Load;
 use anyhow::{Context as _, Result, bail};
@@ -53,22 +52,9 @@ pub async fn run(bin: &Path, plan: &Plan, problems: &mut Vec<String>) -> Result<
 }
 
 async fn body(c: &mut Cluster, plan: &Plan) -> Result<Analysis> {
-    let ip = free_cluster_ip()?;
-    c.apply(&service("rg", ip, &[("app", "rg")])).await?;
-    c.apply(&rollout_yaml(4, IMAGE_1, &[], STRATEGY)).await?;
-    let mut api = Api::of(c)?;
-    let v1 = api
-        .wait_rollout("rg", "the first revision to be Healthy", WAIT, |s| {
-            s.healthy()
-        })
-        .await?
-        .stable;
-    c.wait_endpoints("rg", 4, "rg-", WAIT).await?;
-    let addr = c.cluster_addr("rg").await?;
-    until_answers(addr, 5, WAIT, "the ClusterIP to answer", |id, _| {
-        id.starts_with("rg-")
-    })
-    .await?;
+    let Deployed {
+        mut api, v1, addr, ..
+    } = deploy_rg(c, STRATEGY).await?;
     let load = Load::start(addr, CONNECTIONS, REQUEST_CAP);
     let mut out = Analysis {
         from_start_ms: Vec::new(),

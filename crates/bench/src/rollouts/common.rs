@@ -337,6 +337,43 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_micros(us))
 }
 
+/// A Rollout `rg` deployed by [`deploy_rg`].
+pub struct Deployed {
+    /// The API of the cluster.
+    pub api: Api,
+    /// The first revision's `pod-template-hash`.
+    pub v1: String,
+    /// The Service `rg`'s ClusterIP and port.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Deploys the Service `rg` (on a free ClusterIP) and the Rollout `rg` (4 replicas of 1.0,
+/// `strategy`), and waits until the Rollout is Healthy, its 4 endpoints are ready and the
+/// ClusterIP answers.
+pub async fn deploy_rg(c: &mut Cluster, strategy: &str) -> Result<Deployed> {
+    use crate::services::cases::{IMAGE_1, free_cluster_ip, service, until_answers};
+    let ip = free_cluster_ip()?;
+    c.apply(&service("rg", ip, &[("app", "rg")])).await?;
+    c.apply(&rollout_yaml(4, IMAGE_1, &[], strategy)).await?;
+    let mut api = Api::of(c)?;
+    let v1 = api
+        .wait_rollout("rg", "the first revision to be Healthy", WAIT, |s| {
+            s.healthy()
+        })
+        .await?
+        .stable;
+    c.wait_endpoints("rg", 4, "rg-", WAIT).await?;
+    let addr = c.cluster_addr("rg").await?;
+    if addr.ip() != ip {
+        bail!("asked for ClusterIP {ip}, got {addr}");
+    }
+    until_answers(addr, 5, WAIT, "the ClusterIP to answer", |id, _| {
+        id.starts_with("rg-")
+    })
+    .await?;
+    Ok(Deployed { api, v1, addr })
+}
+
 /// Runs `body` on a fresh `--runtime process` cluster, bounded by [`PART_TIMEOUT`], then
 /// stops the server and every process it ran (also on error or timeout). The server's
 /// ERROR lines and any leaked process go to `problems`.

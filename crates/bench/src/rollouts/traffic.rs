@@ -4,12 +4,10 @@
 
 use super::Plan;
 use super::common::{
-    Api, ProxyState, REACTION_TIMEOUT, SERVICES, WAIT, on_cluster, ready, rollout_yaml, total,
-    weight,
+    Deployed, ProxyState, REACTION_TIMEOUT, SERVICES, WAIT, deploy_rg, on_cluster, ready,
+    rollout_yaml, total, weight,
 };
-use crate::services::cases::{
-    CONNECTIONS, IMAGE_1, IMAGE_2, free_cluster_ip, service, until_answers,
-};
+use crate::services::cases::{CONNECTIONS, IMAGE_2, free_cluster_ip, service};
 use crate::services::cluster::Cluster;
 use crate::services::load::Load;
 use anyhow::{Result, bail};
@@ -52,25 +50,9 @@ pub async fn run(bin: &Path, plan: &Plan, problems: &mut Vec<String>) -> Result<
 }
 
 async fn body(c: &mut Cluster, plan: &Plan) -> Result<Traffic> {
-    let ip = free_cluster_ip()?;
-    c.apply(&service("rg", ip, &[("app", "rg")])).await?;
-    c.apply(&rollout_yaml(4, IMAGE_1, &[], STRATEGY)).await?;
-    let mut api = Api::of(c)?;
-    let v1 = api
-        .wait_rollout("rg", "the first revision to be Healthy", WAIT, |s| {
-            s.healthy()
-        })
-        .await?
-        .stable;
-    c.wait_endpoints("rg", 4, "rg-", WAIT).await?;
-    let addr = c.cluster_addr("rg").await?;
-    if addr.ip() != ip {
-        bail!("asked for ClusterIP {ip}, got {addr}");
-    }
-    until_answers(addr, 5, WAIT, "the ClusterIP to answer", |id, _| {
-        id.starts_with("rg-")
-    })
-    .await?;
+    let Deployed {
+        mut api, v1, addr, ..
+    } = deploy_rg(c, STRATEGY).await?;
 
     // 1. The share at setWeight 20.
     let t = Instant::now();
@@ -125,7 +107,7 @@ async fn body(c: &mut Cluster, plan: &Plan) -> Result<Traffic> {
     // 2. Reaction times, with the baseline Service `bl` toggled between the stable pods
     //    and none.
     let mut ip2 = free_cluster_ip()?;
-    while ip2 == ip {
+    while std::net::IpAddr::V4(ip2) == addr.ip() {
         ip2 = free_cluster_ip()?;
     }
     let bl_selector = [("app", "rg"), ("pod-template-hash", v1.as_str())];
