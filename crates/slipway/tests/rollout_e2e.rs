@@ -12,7 +12,7 @@
 mod common;
 
 use common::load::{Load, Tally};
-use common::{ProcessServer, Run, eventually, http_get};
+use common::{ProcessServer, Run, cluster_addr, eventually, http_get, wait_ready_endpoints};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -166,34 +166,6 @@ fn selector_hash(s: &ProcessServer, svc: &str) -> Option<String> {
     s.get_json(&["service", svc])["spec"]["selector"]["pod-template-hash"]
         .as_str()
         .map(str::to_string)
-}
-
-fn cluster_addr(s: &ProcessServer, svc: &str) -> SocketAddr {
-    let v = s.get_json(&["svc", svc]);
-    let ip = v["spec"]["clusterIP"].as_str().expect("clusterIP");
-    let port = v["spec"]["ports"][0]["port"].as_u64().expect("port");
-    format!("{ip}:{port}").parse().expect("address")
-}
-
-fn ready_endpoints(s: &ProcessServer, svc: &str) -> usize {
-    let v = s.get_json(&[
-        "endpointslices",
-        "-l",
-        &format!("kubernetes.io/service-name={svc}"),
-    ]);
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["conditions"]["ready"] == true)
-        .count()
-}
-
-fn wait_ready_endpoints(s: &ProcessServer, svc: &str, n: usize) {
-    eventually(WAIT, &format!("{n} ready endpoints of {svc}"), || {
-        (ready_endpoints(s, svc) == n).then_some(())
-    });
 }
 
 /// The `version` of `GET /` on a new connection, if it answered 200.

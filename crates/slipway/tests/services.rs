@@ -5,9 +5,11 @@
 mod common;
 
 use common::load::{Load, Tally};
-use common::{ProcessServer, eventually, http_get};
+use common::{
+    ProcessServer, cluster_addr, eventually, http_get, ready_endpoints, wait_ready_endpoints,
+};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -78,36 +80,6 @@ spec:
     targetPort: 8080
 "#
     )
-}
-
-fn cluster_addr(s: &ProcessServer, svc: &str) -> SocketAddr {
-    let v = s.get_json(&["svc", svc]);
-    let ip = v["spec"]["clusterIP"].as_str().expect("clusterIP");
-    let port = v["spec"]["ports"][0]["port"].as_u64().expect("port");
-    format!("{ip}:{port}").parse().expect("address")
-}
-
-fn ready_endpoints(s: &ProcessServer, svc: &str) -> usize {
-    let v = s.get_json(&[
-        "endpointslices",
-        "-l",
-        &format!("kubernetes.io/service-name={svc}"),
-    ]);
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["conditions"]["ready"] == true)
-        .count()
-}
-
-fn wait_ready_endpoints(s: &ProcessServer, svc: &str, n: usize) {
-    eventually(
-        WAIT,
-        &format!("{n} ready endpoints for service {svc}"),
-        || (ready_endpoints(s, svc) == n).then_some(()),
-    );
 }
 
 fn rollout(s: &ProcessServer, deploy: &str) {

@@ -607,3 +607,36 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     tcp.read_to_end(&mut raw)?;
     Ok(parse_response(&raw))
 }
+
+/// `<clusterIP>:<first port>` of the Service `svc`.
+pub fn cluster_addr(s: &Server, svc: &str) -> std::net::SocketAddr {
+    let v = s.get_json(&["svc", svc]);
+    let ip = v["spec"]["clusterIP"].as_str().expect("clusterIP");
+    let port = v["spec"]["ports"][0]["port"].as_u64().expect("port");
+    format!("{ip}:{port}").parse().expect("address")
+}
+
+/// The ready endpoints in the EndpointSlices of the Service `svc`.
+pub fn ready_endpoints(s: &Server, svc: &str) -> usize {
+    let v = s.get_json(&[
+        "endpointslices",
+        "-l",
+        &format!("kubernetes.io/service-name={svc}"),
+    ]);
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .count()
+}
+
+/// Waits (at most 120 s) until the Service `svc` has exactly `n` ready endpoints.
+pub fn wait_ready_endpoints(s: &Server, svc: &str, n: usize) {
+    eventually(
+        Duration::from_secs(120),
+        &format!("{n} ready endpoints of service {svc}"),
+        || (ready_endpoints(s, svc) == n).then_some(()),
+    );
+}
