@@ -162,6 +162,37 @@ pub fn recorded_runs(data_dir: &Path) -> Vec<Run> {
     out
 }
 
+/// The live children of `parent` whose first argument is `mode`.
+fn children_with_mode(parent: Proc, mode: &str) -> Vec<Proc> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(f) = stat_fields(pid) else { continue };
+        if field(&f, 4) != Some(u64::from(parent.pid)) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).nth(1) != Some(mode.as_bytes()) {
+            continue;
+        }
+        if let Some(start) = field(&f, 22) {
+            let p = Proc { pid, start };
+            if p.alive() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Clock ticks to seconds.
 pub fn ticks_to_secs(ticks: u64) -> f64 {
     ticks as f64 / clock_ticks_per_sec()
@@ -220,6 +251,14 @@ impl PodServer {
             self.seen.extend(r.container);
         }
         runs.into_iter().filter(|r| r.shim.alive()).collect()
+    }
+
+    /// The server's live exec servers (`<shim executable> zygote ...`, one per container
+    /// that has had an exec probe or hook); remembered for the leak check at shutdown.
+    pub fn exec_servers(&mut self) -> Vec<Proc> {
+        let found = children_with_mode(self.proc, "zygote");
+        self.seen.extend(found.iter().copied());
+        found
     }
 
     /// SIGTERM (the server stops every pod), a bounded wait, then the leak check: every

@@ -198,13 +198,15 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         name: format!("server VmRSS per idle pod, 0->{n} (KB)"),
         value: plain.rss_per_pod() / 1e3,
         baseline: sleep_rss / 1e3,
-        goal: Goal::Below(100.0),
+        goal: Goal::None,
     });
+    // The target is the agent's ("under 100 KB in the agent"): the growth beyond what the
+    // same pods cost the API server and store alone (the simulated runtime stores them too).
     emit(Metric {
         name: "  agent's share: minus simulated runtime (KB)".into(),
         value: (plain.rss_per_pod() - simulated.rss_per_pod()) / 1e3,
         baseline: sleep_rss / 1e3,
-        goal: Goal::None,
+        goal: Goal::Below(100.0),
     });
     emit(Metric {
         name: "  same, pods with 1 s exec probes (KB)".into(),
@@ -224,6 +226,37 @@ pub async fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Metric>> {
         baseline: sleep_rss / 1e6,
         goal: Goal::Below(2.0),
     });
+    // A probed pod also has an exec server (zygote) beside its shim: both together.
+    let zygote = |i: usize| -> Vec<f64> {
+        probed
+            .exec_server_mem
+            .iter()
+            .map(|m| [m.0, m.1, m.2][i] as f64)
+            .collect()
+    };
+    let (z_rss, z_anon, z_pss) = (zygote(0), zygote(1), zygote(2));
+    if !z_rss.is_empty() {
+        let shim_pss: Vec<f64> = probed.shim_pss.iter().map(|b| *b as f64).collect();
+        emit(Metric {
+            name: format!("exec server VmRSS, median of {} (MB)", z_rss.len()),
+            value: median(&z_rss) / 1e6,
+            baseline: sleep_rss / 1e6,
+            goal: Goal::None,
+        });
+        emit(Metric {
+            name: "  shim + exec server of a probed pod, Pss (MB)".into(),
+            value: (median(&shim_pss) + median(&z_pss)) / 1e6,
+            baseline: sleep_rss / 1e6,
+            goal: Goal::None,
+        });
+        eprintln!(
+            "note: {} exec servers for {n} probed pods; RssAnon median {:.2} MB, Pss median \
+             {:.2} MB",
+            z_rss.len(),
+            median(&z_anon) / 1e6,
+            median(&z_pss) / 1e6
+        );
+    }
     let all = |f: fn(&Fleet) -> &Vec<u64>| -> Vec<f64> {
         f(&plain)
             .iter()
@@ -606,6 +639,8 @@ struct Cpu {
     /// Processes the server started and reaped: exec probes (and their helpers).
     server_children: u64,
     shims: u64,
+    /// The containers' exec servers (zygotes) and the commands they ran and reaped.
+    exec_servers: u64,
     containers: u64,
     window: Duration,
     /// Processes that ended or started during the window (not counted).
@@ -614,7 +649,9 @@ struct Cpu {
 
 impl Cpu {
     fn total_secs(&self) -> f64 {
-        ticks_to_secs(self.server + self.server_children + self.shims + self.containers)
+        ticks_to_secs(
+            self.server + self.server_children + self.shims + self.exec_servers + self.containers,
+        )
     }
 }
 
@@ -631,6 +668,8 @@ struct Fleet {
     /// The shims' RssAnon and Pss.
     shim_anon: Vec<u64>,
     shim_pss: Vec<u64>,
+    /// The exec servers' (zygotes') VmRSS, RssAnon and Pss.
+    exec_server_mem: Vec<(u64, u64, u64)>,
     container_rss: Vec<u64>,
 }
 
@@ -785,13 +824,19 @@ async fn fleet_on(server: &mut PodServer, plan: Plan, kind: Kind) -> Result<Flee
             shim_rss: Vec::new(),
             shim_anon: Vec::new(),
             shim_pss: Vec::new(),
+            exec_server_mem: Vec::new(),
             container_rss: Vec::new(),
         });
     }
     if runs.len() != n {
         bail!("{} live shims for {n} pods ({label})", runs.len());
     }
-    let cpu = cpu_window(server.proc, &runs, plan.window).await;
+    let exec_servers = server.exec_servers();
+    let cpu = cpu_window(server.proc, &runs, &exec_servers, plan.window).await;
+    let exec_server_mem: Vec<(u64, u64, u64)> = exec_servers
+        .iter()
+        .filter_map(|z| Some((z.rss()?, z.status_bytes("RssAnon")?, z.pss()?)))
+        .collect();
     let rss_full = server.proc.rss().context("server gone")?;
     let anon_full = server.proc.status_bytes("RssAnon").unwrap_or(0);
     let threads_full = server.proc.status_bytes("Threads").unwrap_or(0);
@@ -808,13 +853,16 @@ async fn fleet_on(server: &mut PodServer, plan: Plan, kind: Kind) -> Result<Flee
     let pct = |t: u64| 100.0 * ticks_to_secs(t) / cpu.window.as_secs_f64();
     eprintln!(
         "note: {n} pods ({label}), CPU over {:.0} s in % of a core: server {:.2}, processes it \
-         reaped (exec probes) {:.2}, shims {:.2}, containers {:.2}; {} processes started or \
+         reaped {:.2}, shims {:.2}, exec servers ({}) and their commands {:.2}, containers \
+         {:.2}; {} processes started or \
          ended in the window; server VmRSS {:.1} MB with no pods, {:.1} MB with {n} (RssAnon \
          {:.1} -> {:.1} MB), threads {threads_empty} -> {threads_full}",
         cpu.window.as_secs_f64(),
         pct(cpu.server),
         pct(cpu.server_children),
         pct(cpu.shims),
+        exec_servers.len(),
+        pct(cpu.exec_servers),
         pct(cpu.containers),
         cpu.churn,
         rss_empty as f64 / 1e6,
@@ -832,17 +880,19 @@ async fn fleet_on(server: &mut PodServer, plan: Plan, kind: Kind) -> Result<Flee
         shim_rss,
         shim_anon,
         shim_pss,
+        exec_server_mem,
         container_rss,
     })
 }
 
 /// The CPU ticks the server (and the processes it reaps), every shim (and what it reaps)
 /// and every container use over `window`.
-async fn cpu_window(server: Proc, runs: &[Run], window: Duration) -> Cpu {
+async fn cpu_window(server: Proc, runs: &[Run], exec_servers: &[Proc], window: Duration) -> Cpu {
     #[derive(Clone, Copy)]
     enum Who {
         Server,
         Shim,
+        ExecServer,
         Container,
     }
     let mut procs = vec![(server, Who::Server)];
@@ -852,6 +902,7 @@ async fn cpu_window(server: Proc, runs: &[Run], window: Duration) -> Cpu {
             procs.push((c, Who::Container));
         }
     }
+    procs.extend(exec_servers.iter().map(|z| (*z, Who::ExecServer)));
     let before: Vec<Option<(u64, u64)>> = procs.iter().map(|(p, _)| p.cpu_ticks()).collect();
     let t = Instant::now();
     tokio::time::sleep(window).await;
@@ -872,6 +923,7 @@ async fn cpu_window(server: Proc, runs: &[Run], window: Duration) -> Cpu {
                 cpu.server_children += kids;
             }
             Who::Shim => cpu.shims += own + kids,
+            Who::ExecServer => cpu.exec_servers += own + kids,
             Who::Container => cpu.containers += own + kids,
         }
     }

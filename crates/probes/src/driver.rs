@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
@@ -37,22 +38,25 @@ impl ProbeActions {
 ///
 /// `run(kind)` runs one probe; it must finish by itself (bounded by the probe's timeout),
 /// as [`drive_target`] does. Time is tokio's clock, so tests can pause it.
-pub async fn drive<F, Fut>(
+pub async fn drive<'a, F, Fut>(
     probes: &mut ContainerProbes,
     mut run: F,
     mut on_event: impl FnMut(&ProbeEvent),
 ) -> RestartRequest
 where
     F: FnMut(ProbeKind) -> Fut,
-    Fut: Future<Output = ProbeResult>,
+    Fut: Future<Output = ProbeResult> + Send + 'a,
 {
-    let mut in_flight = FuturesUnordered::new();
+    // Boxed: a probe's future can be tens of KB (HTTP/2 for grpc), and an unboxed
+    // `FuturesUnordered` would keep a stub of that size for every container, probes or not.
+    let mut in_flight: FuturesUnordered<BoxFuture<'a, (ProbeKind, ProbeResult)>> =
+        FuturesUnordered::new();
     loop {
         let now = Instant::now().into_std();
         for kind in probes.due(now) {
             if probes.begin(kind, now) {
                 let fut = run(kind);
-                in_flight.push(async move { (kind, fut.await) });
+                in_flight.push(Box::pin(async move { (kind, fut.await) }));
             }
         }
         let next = probes.next_due(now);

@@ -42,14 +42,28 @@ pub trait ProbeTarget: Send + Sync {
         async move { TcpStream::connect(addr).await }
     }
 
-    /// Starts `argv` inside the container (e.g. with `slipway_shim::exec_in`). Give it
-    /// piped stdout/stderr to have its output in the failure message; stdin should be
-    /// null. Killing the returned child must end the command.
-    fn exec(&self, argv: Vec<String>) -> io::Result<Child>;
+    /// Runs `argv` inside the container with stdin null, and says how it ended: its exit
+    /// code and the start (up to [`MAX_OUTPUT`]) of its combined stdout and stderr, or that
+    /// it was killed at `timeout`. An error means it could not be started.
+    fn exec(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<ExecOutcome>> + Send;
 
     /// The address the container is reached at, for the `Host` header and messages
     /// (the pod IP).
     fn host(&self) -> String;
+}
+
+/// How a command run by [`ProbeTarget::exec`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited with `code` (128 + the signal when a signal ended it). `output` is the start
+    /// of its combined stdout and stderr.
+    Exited { code: i32, output: Vec<u8> },
+    /// It was still running at the timeout, and was killed.
+    TimedOut,
 }
 
 /// A target on the agent's own network and process namespaces at `ip` (host-network pods,
@@ -65,16 +79,21 @@ impl ProbeTarget for HostTarget {
         async move { TcpStream::connect((ip, port)).await }
     }
 
-    fn exec(&self, argv: Vec<String>) -> io::Result<Child> {
-        let (program, args) = argv
-            .split_first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+    fn exec(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<ExecOutcome>> + Send {
+        let spawned = match argv.split_first() {
+            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command")),
+            Some((program, args)) => Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn(),
+        };
+        async move { wait_child(spawned?, timeout).await }
     }
 
     fn host(&self) -> String {
@@ -270,12 +289,24 @@ async fn read_response(stream: &mut TcpStream) -> io::Result<(u16, Vec<u8>)> {
 
 /// exec: success when the command exits with 0; killed at the timeout.
 pub async fn exec<T: ProbeTarget>(target: &T, argv: &[String], timeout: Duration) -> ProbeResult {
-    let deadline = Instant::now() + timeout;
     let shown = argv.join(" ");
-    let mut child = match target.exec(argv.to_vec()) {
-        Ok(c) => c,
-        Err(e) => return ProbeResult::Error(format!("exec {shown:?}: {e}")),
-    };
+    match target.exec(argv.to_vec(), timeout).await {
+        Err(e) => ProbeResult::Error(format!("exec {shown:?}: {e}")),
+        Ok(ExecOutcome::TimedOut) => ProbeResult::Failure(format!("command {shown:?} timed out")),
+        Ok(ExecOutcome::Exited { code: 0, .. }) => ProbeResult::Success,
+        Ok(ExecOutcome::Exited { code, output }) if output.is_empty() => {
+            ProbeResult::Failure(format!("command {shown:?} exited with code {code}"))
+        }
+        Ok(ExecOutcome::Exited { output, .. }) => {
+            ProbeResult::Failure(String::from_utf8_lossy(&output).into_owned())
+        }
+    }
+}
+
+/// Waits for a child started with piped stdout and stderr (for targets that start their
+/// commands as children of this process), reading its output; kills it at `timeout`.
+pub async fn wait_child(mut child: Child, timeout: Duration) -> io::Result<ExecOutcome> {
+    let deadline = Instant::now() + timeout;
     let output = Arc::new(Mutex::new(Vec::new()));
     let mut readers = Vec::new();
     for pipe in [
@@ -306,32 +337,20 @@ pub async fn exec<T: ProbeTarget>(target: &T, argv: &[String], timeout: Duration
     if timeout_at(deadline, exited).await.is_err() {
         let _ = child.kill();
         let _ = child.wait();
-        return ProbeResult::Failure(format!("command {shown:?} timed out"));
+        return Ok(ExecOutcome::TimedOut);
     }
-    let status = match child.wait() {
-        Ok(s) => s,
-        Err(e) => return ProbeResult::Error(format!("exec {shown:?}: {e}")),
-    };
+    let status = child.wait()?;
     // Output still in the pipes (a background process may hold them open: bounded).
     for r in readers {
         let _ = timeout_at(deadline, r).await;
     }
-    let out = String::from_utf8_lossy(&output.lock().expect("output lock")).into_owned();
-    if status.success() {
-        return ProbeResult::Success;
-    }
-    let code = status.code().or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        status.signal().map(|s| 128 + s)
-    });
-    if out.is_empty() {
-        ProbeResult::Failure(format!(
-            "command {shown:?} exited with code {}",
-            code.map_or("unknown".to_string(), |c| c.to_string())
-        ))
-    } else {
-        ProbeResult::Failure(out)
-    }
+    let output = std::mem::take(&mut *output.lock().expect("output lock"));
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255);
+    Ok(ExecOutcome::Exited { code, output })
 }
 
 /// Reads a pipe to its end in a thread, keeping the first [`MAX_OUTPUT`] bytes; the

@@ -20,7 +20,9 @@ pub mod schedule;
 pub mod spec;
 
 pub use driver::{ProbeActions, drive, drive_target};
-pub use executor::{HostTarget, ProbeTarget, ServingStatus, run_probe};
+pub use executor::{
+    ExecOutcome, HostTarget, MAX_OUTPUT, ProbeTarget, ServingStatus, run_probe, wait_child,
+};
 pub use restart::{
     BackoffConfig, ContainerExit, ContainerState, PodPhase, RestartBackoff, RestartDecision,
     RestartPolicy, pod_phase,

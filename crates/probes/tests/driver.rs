@@ -1,7 +1,7 @@
 //! The probe loop on tokio's paused clock, with scripted probe results.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use slipway_probes::{ContainerProbes, ProbeEvent, ProbeKind, ProbeResult, ProbeSpec, drive};
@@ -19,25 +19,25 @@ fn spec(kind: ProbeKind, delay: u64, period: u64, failure: u32) -> ProbeSpec {
 /// event is logged with its time since `t0`.
 struct Script {
     t0: Instant,
-    answers: RefCell<Vec<(ProbeKind, VecDeque<bool>)>>,
+    answers: Mutex<Vec<(ProbeKind, VecDeque<bool>)>>,
     took: Duration,
-    starts: RefCell<Vec<(ProbeKind, u64)>>,
-    events: RefCell<Vec<(ProbeEvent, u64)>>,
+    starts: Mutex<Vec<(ProbeKind, u64)>>,
+    events: Mutex<Vec<(ProbeEvent, u64)>>,
 }
 
 impl Script {
     fn new(answers: Vec<(ProbeKind, &str)>, took: Duration) -> Self {
         Script {
             t0: Instant::now(),
-            answers: RefCell::new(
+            answers: Mutex::new(
                 answers
                     .into_iter()
                     .map(|(k, s)| (k, s.chars().map(|c| c == 'S').collect()))
                     .collect(),
             ),
             took,
-            starts: RefCell::new(Vec::new()),
-            events: RefCell::new(Vec::new()),
+            starts: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
         }
     }
 
@@ -46,10 +46,11 @@ impl Script {
     }
 
     fn run(&self, kind: ProbeKind) -> impl Future<Output = ProbeResult> + use<'_> {
-        self.starts.borrow_mut().push((kind, self.at()));
+        self.starts.lock().unwrap().push((kind, self.at()));
         let ok = self
             .answers
-            .borrow_mut()
+            .lock()
+            .unwrap()
             .iter_mut()
             .find(|(k, _)| *k == kind)
             .and_then(|(_, q)| q.pop_front())
@@ -65,7 +66,7 @@ impl Script {
     }
 
     fn log(&self, e: &ProbeEvent) {
-        self.events.borrow_mut().push((e.clone(), self.at()));
+        self.events.lock().unwrap().push((e.clone(), self.at()));
     }
 }
 
@@ -81,11 +82,11 @@ async fn liveness_failures_restart_on_schedule() {
     let req = drive(&mut probes, |k| s.run(k), |e| s.log(e)).await;
     assert_eq!(req.kind, ProbeKind::Liveness);
     assert_eq!(req.message, "scripted");
-    let starts: Vec<u64> = s.starts.borrow().iter().map(|x| x.1).collect();
+    let starts: Vec<u64> = s.starts.lock().unwrap().iter().map(|x| x.1).collect();
     assert_eq!(starts, [3, 13, 23, 33]);
     assert_eq!(s.at(), 33);
     assert!(matches!(
-        s.events.borrow().last(),
+        s.events.lock().unwrap().last(),
         Some((ProbeEvent::Restart(_), 33))
     ));
 }
@@ -110,7 +111,7 @@ async fn startup_then_readiness_and_liveness() {
     assert_eq!(req.kind, ProbeKind::Liveness);
     use ProbeKind::*;
     assert_eq!(
-        *s.starts.borrow(),
+        *s.starts.lock().unwrap(),
         [
             (Startup, 0),
             (Startup, 2),
@@ -125,7 +126,7 @@ async fn startup_then_readiness_and_liveness() {
         ]
     );
     assert_eq!(
-        *s.events.borrow(),
+        *s.events.lock().unwrap(),
         [
             (ProbeEvent::Started, 4),
             (ProbeEvent::Ready(true), 10),
@@ -149,9 +150,9 @@ async fn slow_probes_are_not_overlapped() {
         tokio::time::timeout(secs(22), run).await.is_err(),
         "readiness never restarts"
     );
-    let starts: Vec<u64> = s.starts.borrow().iter().map(|x| x.1).collect();
+    let starts: Vec<u64> = s.starts.lock().unwrap().iter().map(|x| x.1).collect();
     assert_eq!(starts, [0, 5, 10, 15, 20]);
-    assert_eq!(*s.events.borrow(), [(ProbeEvent::Ready(true), 5)]);
+    assert_eq!(*s.events.lock().unwrap(), [(ProbeEvent::Ready(true), 5)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,5 +161,5 @@ async fn no_probes_never_return() {
     let mut probes = ContainerProbes::new(s.t0.into_std(), None, None, None);
     let run = drive(&mut probes, |k| s.run(k), |e| s.log(e));
     assert!(tokio::time::timeout(secs(3600), run).await.is_err());
-    assert!(s.starts.borrow().is_empty());
+    assert!(s.starts.lock().unwrap().is_empty());
 }

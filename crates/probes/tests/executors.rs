@@ -4,15 +4,16 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use slipway_probes::executor::{decode_health_request, encode_health_response};
 use slipway_probes::{
-    ContainerProbes, HostTarget, HttpGetAction, HttpScheme, ProbeAction, ProbeActions, ProbeEvent,
-    ProbeKind, ProbeResult, ProbeSpec, ProbeTarget, drive_target, run_probe,
+    ContainerProbes, ExecOutcome, HostTarget, HttpGetAction, HttpScheme, ProbeAction, ProbeActions,
+    ProbeEvent, ProbeKind, ProbeResult, ProbeSpec, ProbeTarget, drive_target, run_probe,
+    wait_child,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -224,7 +225,7 @@ impl ProbeTarget for Blackhole {
     fn connect(&self, _port: u16) -> impl Future<Output = io::Result<TcpStream>> + Send {
         std::future::pending()
     }
-    fn exec(&self, _argv: Vec<String>) -> io::Result<Child> {
+    async fn exec(&self, _argv: Vec<String>, _timeout: Duration) -> io::Result<ExecOutcome> {
         Err(io::Error::other("no exec"))
     }
     fn host(&self) -> String {
@@ -288,7 +289,7 @@ impl ProbeTarget for ExecTarget {
     fn connect(&self, port: u16) -> impl Future<Output = io::Result<TcpStream>> + Send {
         TcpStream::connect((LOCAL, port))
     }
-    fn exec(&self, argv: Vec<String>) -> io::Result<Child> {
+    async fn exec(&self, argv: Vec<String>, timeout: Duration) -> io::Result<ExecOutcome> {
         let child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(Stdio::null())
@@ -297,7 +298,7 @@ impl ProbeTarget for ExecTarget {
             .process_group(0)
             .spawn()?;
         self.pids.lock().unwrap().push(child.id());
-        Ok(child)
+        wait_child(child, timeout).await
     }
     fn host(&self) -> String {
         "127.0.0.1".into()

@@ -61,6 +61,16 @@ pub fn status(state_dir: &Path) -> ShimStatus {
     }
 }
 
+/// A pidfd (`pidfd_open(2)`) of the live shim of `state`, which becomes readable when the
+/// shim exits (it writes `exit.json` first), so a caller can wait for the end of a run
+/// without polling. None when the shim is gone or the kernel has no pidfds (before 5.3).
+pub fn shim_exit_fd(state: &ShimState) -> Option<std::os::fd::OwnedFd> {
+    let fd = sys::pidfd_open(state.shim_pid).ok()?;
+    // Opened first, checked second: the descriptor is the shim's only if the process at that
+    // PID is still the one that started at the recorded time.
+    sys::is_same_live_process(state.shim_pid, state.shim_start_time).then_some(fd)
+}
+
 /// Entry point for the shim subcommand: loads the configuration, runs the shim, and returns
 /// the process exit code (errors are printed on stderr, which [`launch`] sends to
 /// `shim.log`).
@@ -229,6 +239,16 @@ pub(crate) fn exec_target(
     if argv.is_empty() {
         return Err(ShimError::Config("exec argv must not be empty".into()));
     }
+    exec_context(state_dir, env)
+}
+
+/// What every exec into the running container of `state_dir` shares: its state (the
+/// container still the same live process) and its environment (from its config) with
+/// `env` on top. Fails with [`ShimError::NotRunning`] when the container has exited.
+pub fn exec_context(
+    state_dir: &Path,
+    env: &[EnvVar],
+) -> Result<(ShimState, Vec<(String, String)>), ShimError> {
     if read_exit(state_dir).is_some() {
         return Err(ShimError::NotRunning(state_dir.to_path_buf()));
     }

@@ -33,17 +33,23 @@ mod logs;
 mod nsexec;
 mod sys;
 mod tty;
+mod zygote;
 
 pub use cgroup::cgroup_v2_availability;
 pub use config::{EnvVar, IsolationConfig, ResourceLimits, ShimConfig};
 pub use control::{
-    ShimStatus, exec_in, launch, read_exit, read_isolation, read_state, shim_main, status, stop,
+    ShimStatus, exec_context, exec_in, launch, read_exit, read_isolation, read_state, shim_exit_fd,
+    shim_main, status, stop,
 };
 pub use daemon::run_shim;
 pub use logs::{CriLogWriter, LogStream, rfc3339_nano};
 pub use nsexec::{NSEXEC_SUBCOMMAND, exec_helper, nsexec_main, set_exec_helper};
 pub use sys::{is_same_live_process, process_start_time};
 pub use tty::{TtyExec, exec_in_tty, open_pty, set_window_size, window_size};
+pub use zygote::{
+    MAX_FRAME, ZYGOTE_SUBCOMMAND, ZygoteReply, ZygoteRequest, encode_frame, take_frame,
+    zygote_args, zygote_main,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

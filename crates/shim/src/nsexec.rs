@@ -62,7 +62,7 @@ pub fn exec_helper() -> Option<PathBuf> {
         .clone()
 }
 
-fn flag_of(ns: &str) -> Option<CloneFlags> {
+pub(crate) fn flag_of(ns: &str) -> Option<CloneFlags> {
     Some(match ns {
         "uts" => CloneFlags::CLONE_NEWUTS,
         "net" => CloneFlags::CLONE_NEWNET,

@@ -1,11 +1,12 @@
 //! `exec_in` through the exec helper (`slipway-shim-test nsexec`, what `slipway nsexec` is
-//! to `slipway serve`). The helper is set for the whole test process, so these tests live in
+//! to `slipway serve`), and the exec server (`slipway-shim-test zygote`). The helper is set for the whole test process, so these tests live in
 //! their own test binary; `tests/shim.rs` covers the in-process path. Every test stops the
 //! processes it started (by PID, through guards) and removes its temp dirs.
 
 use slipway_shim::{
-    EnvVar, IsolationConfig, ShimConfig, ShimError, exec_in, launch, read_exit, read_state,
-    set_exec_helper, stop,
+    EnvVar, IsolationConfig, ShimConfig, ShimError, ZYGOTE_SUBCOMMAND, ZygoteReply, ZygoteRequest,
+    encode_frame, exec_in, launch, read_exit, read_state, set_exec_helper, stop, take_frame,
+    zygote_args,
 };
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -295,4 +296,220 @@ fn plain_processes_do_not_need_the_helper() {
     assert_eq!(code, 0);
     let tmp = std::env::temp_dir();
     assert_eq!(out, format!("1 spec {}", tmp.display()));
+}
+
+// ---------------------------------------------------------------------------------------
+// The exec server (zygote): one process per container run that starts commands on request.
+
+/// A zygote for `pod`, spoken to over a socket; killed and reaped on drop.
+struct Zygote {
+    sock: std::os::unix::net::UnixStream,
+    inbox: Vec<u8>,
+    process: ChildGuard,
+}
+
+impl Zygote {
+    fn start(pod: &Pod) -> (Zygote, ZygoteReply) {
+        let state = read_state(&pod.state_dir).expect("state.json");
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let process = Command::new(BIN)
+            .arg(ZYGOTE_SUBCOMMAND)
+            .args(zygote_args(&state))
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .spawn()
+            .expect("start the zygote");
+        let mut z = Zygote {
+            sock: ours,
+            inbox: Vec::new(),
+            process: ChildGuard(Some(process)),
+        };
+        let first = z.reply().expect("the zygote's first reply");
+        (z, first)
+    }
+
+    fn send(&mut self, id: u64, argv: &[&str], timeout_ms: u64, max_output: usize) {
+        let req = ZygoteRequest {
+            id,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("FROM_REQUEST".into(), "req".into()),
+            ],
+            working_dir: "/etc".into(),
+            timeout_ms,
+            max_output,
+        };
+        self.sock.write_all(&encode_frame(&req)).unwrap();
+    }
+
+    /// The next reply (bounded: a reply must come within 20 s); None at the end.
+    fn reply(&mut self) -> Option<ZygoteReply> {
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(r) = take_frame(&mut self.inbox).unwrap() {
+                return Some(r);
+            }
+            let n = self.sock.read(&mut chunk).expect("a reply within 20 s");
+            if n == 0 {
+                return None;
+            }
+            self.inbox.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn run(&mut self, id: u64, argv: &[&str]) -> ZygoteReply {
+        self.send(id, argv, 20_000, 1024);
+        self.reply().expect("a reply")
+    }
+}
+
+#[test]
+fn the_exec_server_runs_commands_in_the_container() {
+    if skip_unless_root("zygote") {
+        return;
+    }
+    let pod = Pod::start(
+        "zygoted",
+        &["/bin/sh", "-c", "echo ready; exec sleep 876900"],
+        |_| {},
+    );
+    wait_for("the container", Duration::from_secs(20), || {
+        read_state(&pod.state_dir)
+    });
+    let (mut z, first) = Zygote::start(&pod);
+    assert_eq!(first, ZygoteReply::Ready);
+
+    // Hostname, PID namespace, working dir, the request's environment; stdout and stderr
+    // combined.
+    let reply = z.run(
+        1,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo $(cat /proc/sys/kernel/hostname) $FROM_REQUEST $(pwd); cat /proc/1/cmdline; echo; echo oops >&2",
+        ],
+    );
+    let ZygoteReply::Exited {
+        id: 1,
+        code: 0,
+        output,
+    } = reply
+    else {
+        panic!("unexpected reply {reply:?}");
+    };
+    assert!(output.starts_with("zygoted req /etc\nsleep"), "{output:?}");
+    assert!(output.ends_with("oops\n"), "{output:?}");
+    // The root is the container's: the state dir is hidden there.
+    let inside = format!("{}/state.json", pod.state_dir.display());
+    assert!(
+        matches!(z.run(2, &["stat", &inside]), ZygoteReply::Exited { id: 2, code, .. } if code != 0)
+    );
+
+    // Exit codes, 128 + signal, and a command that cannot be executed.
+    assert!(matches!(
+        z.run(3, &["/bin/sh", "-c", "exit 42"]),
+        ZygoteReply::Exited {
+            id: 3,
+            code: 42,
+            ..
+        }
+    ));
+    assert!(matches!(
+        z.run(4, &["/bin/sh", "-c", "kill -9 $$"]),
+        ZygoteReply::Exited {
+            id: 4,
+            code: 137,
+            ..
+        }
+    ));
+    let reply = z.run(5, &["/no/such/command"]);
+    assert!(
+        matches!(reply, ZygoteReply::Failed { id: 5, errno, .. } if errno == libc::ENOENT),
+        "{reply:?}"
+    );
+
+    // Output is capped.
+    z.send(6, &["/bin/sh", "-c", "echo 0123456789"], 20_000, 4);
+    assert_eq!(
+        z.reply(),
+        Some(ZygoteReply::Exited {
+            id: 6,
+            code: 0,
+            output: "0123".into()
+        })
+    );
+
+    // Requests run side by side: a quick one answers while a slow one still runs; at its
+    // timeout the slow one's whole process group is killed, background children included.
+    z.send(
+        7,
+        &[
+            "/bin/sh",
+            "-c",
+            "sleep 877001 & echo started; exec sleep 877002",
+        ],
+        1_500,
+        1024,
+    );
+    let slow = wait_for("the slow command", Duration::from_secs(20), || {
+        let found = processes_with("sleep 87700");
+        (found.len() == 2).then_some(found)
+    });
+    assert!(matches!(
+        z.run(8, &["true"]),
+        ZygoteReply::Exited { id: 8, code: 0, .. }
+    ));
+    let reply = z.reply();
+    assert!(
+        matches!(&reply, Some(ZygoteReply::TimedOut { id: 7, output }) if output == "started\n"),
+        "{reply:?}"
+    );
+    wait_for(
+        "the timed-out commands to die",
+        Duration::from_secs(20),
+        || slow.iter().all(|p| !alive(*p)).then_some(()),
+    );
+    // The container itself is untouched.
+    assert!(read_exit(&pod.state_dir).is_none());
+}
+
+#[test]
+fn closing_the_socket_ends_the_exec_server_and_its_commands() {
+    if skip_unless_root("zygote close") {
+        return;
+    }
+    let pod = Pod::start("orphaned", &["/bin/sh", "-c", "exec sleep 876910"], |_| {});
+    wait_for("the container", Duration::from_secs(20), || {
+        read_state(&pod.state_dir)
+    });
+    let (mut z, first) = Zygote::start(&pod);
+    assert_eq!(first, ZygoteReply::Ready);
+    z.send(1, &["/bin/sh", "-c", "exec sleep 876911"], 600_000, 1024);
+    let command = wait_for("the command", Duration::from_secs(20), || {
+        processes_with("sleep 876911").first().copied()
+    });
+    let Zygote { sock, process, .. } = z;
+    drop(sock);
+    let status = process.wait_output().status;
+    assert!(status.success(), "{status:?}");
+    wait_for("the command to die", Duration::from_secs(20), || {
+        (!alive(command)).then_some(())
+    });
+    assert!(read_exit(&pod.state_dir).is_none());
+}
+
+#[test]
+fn an_exec_server_for_an_ended_container_says_so() {
+    let pod = Pod::start("ended-z", &["/bin/sh", "-c", "exit 0"], |c| {
+        c.isolation = IsolationConfig::disabled()
+    });
+    wait_for("exit.json", Duration::from_secs(20), || {
+        read_exit(&pod.state_dir)
+    });
+    let (mut z, first) = Zygote::start(&pod);
+    assert_eq!(first, ZygoteReply::NotRunning);
+    assert_eq!(z.reply(), None);
 }

@@ -107,11 +107,17 @@ fn shim_executable() -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
-    // The exec helper runs for every exec probe: it skips building the whole command line
-    // parser (`slipway nsexec` is parsed as below all the same).
+    // The exec helpers (internal, started by the agent) skip the command line parser: they
+    // must start no thread, and the one-shot helper runs often.
     let mut raw = std::env::args_os().skip(1);
-    if raw.next().as_deref() == Some(std::ffi::OsStr::new("nsexec")) {
-        std::process::exit(slipway_shim::nsexec_main(&raw.collect::<Vec<_>>()));
+    match raw.next().as_deref().and_then(|m| m.to_str()) {
+        Some(slipway_shim::NSEXEC_SUBCOMMAND) => {
+            std::process::exit(slipway_shim::nsexec_main(&raw.collect::<Vec<_>>()))
+        }
+        Some(slipway_shim::ZYGOTE_SUBCOMMAND) => {
+            std::process::exit(slipway_shim::zygote_main(&raw.collect::<Vec<_>>()))
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     // These run before anything else starts a thread: the supervisor forks, the exec helper

@@ -665,11 +665,7 @@ impl<C: Client> Run<C> {
         }
         let dialer = self.start_dialer(&state);
         if let Some(post) = self.c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
-            let target = RunTarget {
-                dir: dir.clone(),
-                dialer: dialer.clone(),
-                pod_ip: self.p.ip.clone(),
-            };
+            let target = RunTarget::new(dir.clone(), dialer.clone(), self.p.ip.clone());
             let grace = self.p.grace();
             let result = tokio::select! {
                 r = run_hook(&target, &self.c, &post, grace) => r,
@@ -764,11 +760,7 @@ impl<C: Client> Run<C> {
             ci.ready = initial_ready;
             ci.started = initial_started;
         });
-        let target = RunTarget {
-            dir: dir.clone(),
-            dialer,
-            pod_ip: self.p.ip.clone(),
-        };
+        let target = RunTarget::new(dir.clone(), dialer, self.p.ip.clone());
         let timeouts: Vec<Option<Duration>> = ProbeKind::ALL
             .iter()
             .map(|k| probes.probe(*k).map(|p| p.spec().timeout))
@@ -859,12 +851,31 @@ impl<C: Client> Run<C> {
     }
 }
 
-/// Waits until the run has an exit record (writing one if its shim vanished without).
+/// Registers a descriptor (a pidfd) with the reactor, to wait for it to become readable.
+#[allow(unsafe_code)]
+fn register_fd(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the `AsyncFd` owns the `OwnedFd`, so the descriptor stays open, and is the one
+    // `as_raw_fd` returns, for the `AsyncFd`'s whole life.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
+/// Waits until the run has an exit record (writing one if its shim vanished without). It
+/// sleeps on a pidfd of the shim, so an idle container costs nothing; it polls every
+/// [`EXIT_POLL`] only where the kernel has no pidfds.
 async fn wait_exit(dir: &Path) -> ExitRecord {
     loop {
         match slipway_shim::status(dir) {
             ShimStatus::Exited(r) => return r,
-            ShimStatus::Running(_) => tokio::time::sleep(EXIT_POLL).await,
+            ShimStatus::Running(state) => {
+                let exited = slipway_shim::shim_exit_fd(&state).and_then(|fd| register_fd(fd).ok());
+                match exited {
+                    // Readable once the shim has exited; then read the record it left.
+                    Some(fd) if fd.readable().await.is_ok() => {}
+                    _ => tokio::time::sleep(EXIT_POLL).await,
+                }
+            }
             ShimStatus::Unknown => {
                 if let Some(r) = stop_run(dir.to_path_buf(), Duration::ZERO).await {
                     return r;

@@ -22,6 +22,7 @@ mod container;
 pub mod drain;
 pub mod env;
 pub mod events;
+mod exec_server;
 pub mod layout;
 pub use slipway_netns as netns;
 pub mod network;

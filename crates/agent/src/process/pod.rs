@@ -395,11 +395,7 @@ pub(crate) async fn terminate<C: Client>(
                     .any(|n| n == "net")
                     .then(|| NetnsDialer::start(state.container_pid).ok())
                     .flatten();
-                let target = RunTarget {
-                    dir: dir.clone(),
-                    dialer,
-                    pod_ip: p.ip.clone(),
-                };
+                let target = RunTarget::new(dir.clone(), dialer, p.ip.clone());
                 let left = deadline.saturating_duration_since(Instant::now());
                 let outcome = tokio::time::timeout(left, run_hook(&target, &c, pre, left)).await;
                 let failure = match outcome {

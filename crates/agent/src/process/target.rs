@@ -1,21 +1,33 @@
 //! How the agent reaches one container run: probes ([`ProbeTarget`]) and lifecycle hooks.
 
+use super::exec_server::RunExec;
 use super::netns::NetnsDialer;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
-use slipway_probes::{ProbeAction, ProbeResult, ProbeTarget, run_probe};
+use slipway_probes::{ExecOutcome, ProbeAction, ProbeResult, ProbeTarget, run_probe};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// One container run: its shim state dir, a dialer into its network namespace (when it has
-/// its own), and the pod IP.
+/// its own), the pod IP, and the run's exec server (started on the first exec).
 #[derive(Clone, Debug)]
 pub struct RunTarget {
     pub dir: PathBuf,
     pub dialer: Option<NetnsDialer>,
     pub pod_ip: String,
+    exec: RunExec,
+}
+
+impl RunTarget {
+    pub fn new(dir: PathBuf, dialer: Option<NetnsDialer>, pod_ip: String) -> RunTarget {
+        RunTarget {
+            exec: RunExec::new(dir.clone()),
+            dir,
+            dialer,
+            pod_ip,
+        }
+    }
 }
 
 impl ProbeTarget for RunTarget {
@@ -30,19 +42,13 @@ impl ProbeTarget for RunTarget {
         }
     }
 
-    fn exec(&self, argv: Vec<String>) -> io::Result<Child> {
-        slipway_shim::exec_in(
-            &self.dir,
-            &argv,
-            &[],
-            Stdio::null(),
-            Stdio::piped(),
-            Stdio::piped(),
-        )
-        .map_err(|e| match e {
-            slipway_shim::ShimError::Io { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        })
+    fn exec(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<ExecOutcome>> + Send {
+        let exec = self.exec.clone();
+        async move { exec.run(argv, timeout).await }
     }
 
     fn host(&self) -> String {
@@ -101,7 +107,14 @@ pub async fn run_hook(
     };
     let resolve = port_resolver(c);
     let action = ProbeAction::from_api(&probe, &resolve).map_err(|e| e.to_string())?;
-    match run_probe(target, &action, timeout.max(Duration::from_secs(1))).await {
+    // Boxed, so the (large) probe future is not part of every container's own future.
+    match Box::pin(run_probe(
+        target,
+        &action,
+        timeout.max(Duration::from_secs(1)),
+    ))
+    .await
+    {
         ProbeResult::Success => Ok(()),
         ProbeResult::Failure(m) | ProbeResult::Error(m) => Err(m),
     }

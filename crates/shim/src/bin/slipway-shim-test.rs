@@ -3,6 +3,7 @@
 //!
 //! - `slipway-shim-test shim CONFIG` — run the shim (what `slipway shim` will do);
 //! - `slipway-shim-test nsexec ARGS...` — the exec helper (what `slipway nsexec` does);
+//! - `slipway-shim-test zygote ARGS...` — the exec server (what `slipway zygote` does);
 //! - `slipway-shim-test spawn CONFIG` — launch a shim for CONFIG (with this binary), print
 //!   `launched <shim pid> <container pid>`, then block reading stdin until EOF;
 //! - `slipway-shim-test listen PORT` — bind 127.0.0.1:PORT, print `listening`, answer each
@@ -20,6 +21,12 @@ fn main() {
         .is_some_and(|a| a == slipway_shim::NSEXEC_SUBCOMMAND)
     {
         std::process::exit(slipway_shim::nsexec_main(&args_os[2..]));
+    }
+    if args_os
+        .get(1)
+        .is_some_and(|a| a == slipway_shim::ZYGOTE_SUBCOMMAND)
+    {
+        std::process::exit(slipway_shim::zygote_main(&args_os[2..]));
     }
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {

@@ -1,5 +1,6 @@
 //! `slipway-shim`: the per-container supervisor (`slipway-shim shim <config>`) and the exec
-//! helper (`slipway-shim nsexec ...`) as a small executable: the same modes as
+//! helpers (`slipway-shim nsexec ...` and the per-container exec server `slipway-shim zygote
+//! ...`) as a small executable: the same modes as
 //! `slipway shim` and `slipway nsexec`, without the rest of Slipway. The supervisor stays
 //! beside every container and the helper starts for every exec probe, so both map and
 //! relocate a binary a fraction of the size of `slipway`. `slipway serve` uses it when it is
@@ -18,6 +19,9 @@ fn main() {
         Some(slipway_shim::NSEXEC_SUBCOMMAND) => {
             slipway_shim::nsexec_main(&args.collect::<Vec<_>>())
         }
+        Some(slipway_shim::ZYGOTE_SUBCOMMAND) => {
+            slipway_shim::zygote_main(&args.collect::<Vec<_>>())
+        }
         _ => usage(),
     };
     std::process::exit(code)
@@ -25,7 +29,7 @@ fn main() {
 
 fn usage() -> i32 {
     eprintln!(
-        "usage: slipway-shim shim <config.json> | slipway-shim nsexec <args> \
+        "usage: slipway-shim shim <config.json> | slipway-shim nsexec|zygote <args> \
          (internal: started by slipway serve)"
     );
     2
