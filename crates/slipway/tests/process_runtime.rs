@@ -45,6 +45,25 @@ fn pod(s: &ProcessServer, name: &str) -> Value {
     s.get_json(&["pod", name])
 }
 
+/// The output of `kubectl <args>` once it contains every one of `wants`: Events are written
+/// in the background, after the state they report, as on a cluster. Fails after 20 s with
+/// the last output.
+fn until_output(s: &ProcessServer, args: &[&str], wants: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s.ok(args);
+        if wants.iter().all(|w| out.contains(w)) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 20 s waiting for {wants:?} in `kubectl {}`:\n{out}",
+            args.join(" ")
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
 fn container_status(p: &Value) -> &Value {
     &p["status"]["containerStatuses"][0]
 }
@@ -214,10 +233,10 @@ fn the_seed_serves_on_pod_ips_rolls_over_and_loses_readiness_per_pod() {
         let name = other["metadata"]["name"].as_str().unwrap();
         assert!(is_ready(&pod(&s, name)), "{name} lost readiness too");
     }
-    let describe = s.ok(&["describe", "pod", &victim]);
-    assert!(
-        describe.contains("Readiness probe failed"),
-        "no Unhealthy event: {describe}"
+    until_output(
+        &s,
+        &["describe", "pod", &victim],
+        &["Readiness probe failed"],
     );
 }
 
@@ -280,10 +299,10 @@ fn crash_loops_liveness_restarts_logs_and_missing_images() {
     assert!(table.contains("CrashLoopBackOff"), "{table}");
     let previous = s.ok(&["logs", "crasher", "--previous"]);
     assert!(previous.contains("crasher: started"), "{previous}");
-    let describe = s.ok(&["describe", "pod", "crasher"]);
-    assert!(
-        describe.contains("Back-off restarting failed container app in pod crasher_default"),
-        "{describe}"
+    until_output(
+        &s,
+        &["describe", "pod", "crasher"],
+        &["Back-off restarting failed container app in pod crasher_default"],
     );
 
     // Liveness: removing the file the probe checks restarts the container.
@@ -319,12 +338,14 @@ fn crash_loops_liveness_restarts_logs_and_missing_images() {
         "Completed",
         "the sample exits 0 on SIGTERM: {p}"
     );
-    let describe = s.ok(&["describe", "pod", "lively"]);
-    assert!(
-        describe.contains("Container app failed liveness probe, will be restarted"),
-        "{describe}"
+    until_output(
+        &s,
+        &["describe", "pod", "lively"],
+        &[
+            "Container app failed liveness probe, will be restarted",
+            "Liveness probe failed",
+        ],
     );
-    assert!(describe.contains("Liveness probe failed"), "{describe}");
     let previous = s.ok(&["logs", "lively", "--previous"]);
     assert!(previous.contains("SIGTERM"), "{previous}");
     // The new run has its own filesystem view: its ready file is back.
@@ -340,19 +361,17 @@ fn crash_loops_liveness_restarts_logs_and_missing_images() {
         },
     );
     assert_eq!(p["status"]["phase"], "Pending");
-    let describe = s.ok(&["describe", "pod", "missing"]);
-    for want in [
-        "ImagePullBackOff",
-        "Error: ErrImagePull",
-        "is not in the Slipway image catalog; add it to",
-        "images.yaml",
-        "Back-off pulling image \"example.com/team/web:1.2\"",
-    ] {
-        assert!(
-            describe.contains(want),
-            "{want:?} missing from:\n{describe}"
-        );
-    }
+    until_output(
+        &s,
+        &["describe", "pod", "missing"],
+        &[
+            "ImagePullBackOff",
+            "Error: ErrImagePull",
+            "is not in the Slipway image catalog; add it to",
+            "images.yaml",
+            "Back-off pulling image \"example.com/team/web:1.2\"",
+        ],
+    );
 }
 
 #[test]
@@ -405,14 +424,16 @@ fn graceful_termination_runs_pre_stop_and_kills_at_the_grace_period() {
         !s.data_dir.join("pods").join(&hooked_uid).exists(),
         "files left behind"
     );
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=hooked",
-    ]);
-    assert!(events.contains("FailedPreStopHook"), "{events}");
-    assert!(events.contains("Stopping container app"), "{events}");
+    until_output(
+        &s,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=hooked",
+        ],
+        &["FailedPreStopHook", "Stopping container app"],
+    );
 
     // A process that ignores SIGTERM is killed at the grace period (2 s).
     let started = Instant::now();

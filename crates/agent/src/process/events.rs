@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use slipway_client::{Client, PatchType};
 use slipway_core::{meta, resources};
+use tokio::sync::{mpsc, oneshot};
 
 /// Who reports an event.
 pub const KUBELET: &str = "kubelet";
@@ -102,15 +103,16 @@ pub fn event_object(pod: &Value, ev: &PodEvent, now: DateTime<Utc>) -> Value {
     })
 }
 
-/// Records `ev` about `pod`; best effort (failures are logged).
-pub async fn record<C: Client>(client: &C, pod: &Value, ev: &PodEvent, now: DateTime<Utc>) {
+/// Creates the Event `obj`, or bumps the one of the same name; best effort (failures are
+/// logged).
+async fn write<C: Client>(client: &C, obj: Value) {
     let info = resources::lookup("", "v1", "events").expect("events are served");
-    let obj = event_object(pod, ev, now);
+    let reason = obj["reason"].as_str().unwrap_or_default().to_string();
     match client.create(info, obj.clone()).await {
         Ok(_) => {}
         Err(e) if e.code == 409 => {
             let name = meta::name(&obj);
-            let ns = Some(meta::namespace(pod)).filter(|s| !s.is_empty());
+            let ns = Some(meta::namespace(&obj)).filter(|s| !s.is_empty());
             if let Ok(Some(existing)) = client.get(info, ns, name).await {
                 let count = existing.get("count").and_then(Value::as_i64).unwrap_or(1) + 1;
                 let patch = json!({"count": count, "lastTimestamp": obj["lastTimestamp"]});
@@ -119,7 +121,79 @@ pub async fn record<C: Client>(client: &C, pod: &Value, ev: &PodEvent, now: Date
                 }
             }
         }
-        Err(e) => tracing::debug!(error = %e, reason = ev.reason, "recording an event failed"),
+        Err(e) => tracing::debug!(error = %e, reason, "recording an event failed"),
+    }
+}
+
+/// Writes the agent's Events in the background, in the order they were recorded, so that
+/// recording one never waits for a durable write (the kubelet's event recorder is
+/// asynchronous too). Each Event keeps the time it was recorded at. Events queued together
+/// are written side by side, so they share the store's commits; Events of the same name
+/// (repeats) are written one after the other, so each repeat counts.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<SinkItem>,
+}
+
+#[derive(Debug)]
+enum SinkItem {
+    Event(Value),
+    Flush(oneshot::Sender<()>),
+}
+
+/// At most this many Events are written side by side.
+const SINK_BATCH: usize = 256;
+
+impl EventSink {
+    /// Starts the writer task; it ends when every clone of the sink is dropped.
+    pub fn start<C: Client>(client: C) -> EventSink {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, SINK_BATCH).await > 0 {
+                let mut flushes = Vec::new();
+                // Keyed by name, in first-seen order: repeats stay sequential.
+                let mut by_name: Vec<(String, Vec<Value>)> = Vec::new();
+                for item in batch.drain(..) {
+                    match item {
+                        SinkItem::Flush(done) => flushes.push(done),
+                        SinkItem::Event(obj) => {
+                            let name = meta::name(&obj).to_string();
+                            match by_name.iter_mut().find(|(n, _)| *n == name) {
+                                Some((_, objs)) => objs.push(obj),
+                                None => by_name.push((name, vec![obj])),
+                            }
+                        }
+                    }
+                }
+                futures::future::join_all(by_name.into_iter().map(|(_, objs)| {
+                    let client = client.clone();
+                    async move {
+                        for obj in objs {
+                            write(&client, obj).await;
+                        }
+                    }
+                }))
+                .await;
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+        });
+        EventSink { tx }
+    }
+
+    /// Queues an Event about `pod`, stamped `now`.
+    pub fn record(&self, pod: &Value, ev: &PodEvent, now: DateTime<Utc>) {
+        let _ = self.tx.send(SinkItem::Event(event_object(pod, ev, now)));
+    }
+
+    /// Returns once every Event queued before the call is written.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.tx.send(SinkItem::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
     }
 }
 

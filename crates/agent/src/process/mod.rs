@@ -91,11 +91,13 @@ pub(crate) struct Ctx<C> {
     pub clock: crate::Clock,
     /// Takes a deleted pod out of the service proxy's rotation before it is stopped.
     pub drain: Arc<dyn TrafficDrain>,
+    pub events: events::EventSink,
 }
 
 impl<C: Client> Ctx<C> {
+    /// Records an Event about `pod` (written in the background, see [`events::EventSink`]).
     pub async fn event(&self, pod: &Value, ev: PodEvent) {
-        events::record(&self.client, pod, &ev, (self.clock)()).await;
+        self.events.record(pod, &ev, (self.clock)());
     }
 }
 
@@ -169,6 +171,7 @@ pub async fn start_process_with_drain<C: Client>(
         ips: Mutex::new(IpPool::default()),
         clock,
         drain,
+        events: events::EventSink::start(client.clone()),
     });
     let info = resources::lookup("", "v1", "pods").expect("pods are served");
     let queue = WorkQueue::new();
@@ -237,6 +240,8 @@ async fn run<C: Client>(
     for h in retired {
         let _ = h.await;
     }
+    // The Events of the stop (Killing, ...) are written before the agent returns.
+    ctx.events.flush().await;
 }
 
 async fn reconcile<C: Client>(

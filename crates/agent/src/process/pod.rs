@@ -737,6 +737,7 @@ mod tests {
             ips: Mutex::new(crate::IpPool::default()),
             clock: Arc::new(chrono::Utc::now),
             drain: Arc::new(Recorder { log: log.clone() }),
+            events: crate::process::events::EventSink::start(FakeClient::default()),
         });
         let spec = json!({
             "terminationGracePeriodSeconds": 10,
