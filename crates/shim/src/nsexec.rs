@@ -309,49 +309,102 @@ pub fn nsexec_main(args: &[OsString]) -> i32 {
     127
 }
 
+/// A running container, ready to be joined: its namespace files, opened while it was
+/// checked to be the same live process, and its cgroup.
+pub(crate) struct Entry {
+    /// Mount namespace last: after it, host paths are out of reach and the root is the
+    /// container's.
+    ns_files: Vec<(File, CloneFlags)>,
+    /// The container's `cgroup.procs`, for the commands to join.
+    pub cgroup_procs: Option<File>,
+}
+
+/// Why a container cannot be entered.
+pub(crate) enum EntryError {
+    NotRunning,
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Entry {
+    /// Opens the namespaces (`uts`, `net`, `pid`, `mnt`) of the container process
+    /// `pid` started at `start_time`, and its cgroup's `cgroup.procs` if `cgroup` is set.
+    pub(crate) fn open(
+        pid: i32,
+        start_time: u64,
+        namespaces: &[String],
+        cgroup: Option<&Path>,
+    ) -> Result<Entry, EntryError> {
+        let mut ns_files: Vec<(File, CloneFlags)> = Vec::new();
+        for ns in namespaces {
+            let Some(flag) = flag_of(ns) else { continue };
+            let path = format!("/proc/{pid}/ns/{ns}");
+            let f = File::open(&path).map_err(|source| EntryError::Open { path, source })?;
+            ns_files.push((f, flag));
+        }
+        // The files opened belong to the container only if it still is the process at
+        // that PID.
+        if !sys::is_same_live_process(pid, start_time) {
+            return Err(EntryError::NotRunning);
+        }
+        ns_files.sort_by_key(|(_, flag)| *flag == CloneFlags::CLONE_NEWNS);
+        let cgroup_procs = cgroup.and_then(|dir| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .ok()
+        });
+        Ok(Entry {
+            ns_files,
+            cgroup_procs,
+        })
+    }
+
+    /// Joins the namespaces (`setns`; a joined PID namespace applies to children only).
+    /// Returns the PID a child of this process sees as its parent: 0 when the PID namespace
+    /// was joined (this process is outside it), else this process's own.
+    pub(crate) fn join(self) -> nix::Result<i32> {
+        let joins_pid = self
+            .ns_files
+            .iter()
+            .any(|(_, f)| *f == CloneFlags::CLONE_NEWPID);
+        for (f, flag) in &self.ns_files {
+            setns(f.as_fd(), *flag)?;
+        }
+        Ok(if joins_pid {
+            0
+        } else {
+            std::process::id() as i32
+        })
+    }
+}
+
 fn enter_and_spawn(req: &Request) -> Result<Child, Failure> {
-    let mut ns_files: Vec<(File, CloneFlags)> = Vec::new();
-    for ns in &req.namespaces {
-        let Some(flag) = flag_of(ns) else { continue };
-        let path = format!("/proc/{}/ns/{ns}", req.pid);
-        let f = File::open(&path).map_err(|source| Failure::Io {
+    let mut entry = Entry::open(
+        req.pid,
+        req.start_time,
+        &req.namespaces,
+        req.cgroup.as_deref(),
+    )
+    .map_err(|e| match e {
+        EntryError::NotRunning => Failure::NotRunning,
+        EntryError::Open { path, source } => Failure::Io {
             context: format!("open {path}"),
             source,
-        })?;
-        ns_files.push((f, flag));
-    }
-    // The files opened belong to the container only if it still is the process at that PID.
-    if !sys::is_same_live_process(req.pid, req.start_time) {
-        return Err(Failure::NotRunning);
-    }
-    // Join the mount namespace last: after it, host paths are out of reach and the root is
-    // the container's.
-    ns_files.sort_by_key(|(_, flag)| *flag == CloneFlags::CLONE_NEWNS);
-    let join_pid = ns_files.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWPID);
-    // The command joins the container's cgroup too, if there is one.
-    let cgroup_procs = req.cgroup.as_ref().and_then(|dir| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
-            .ok()
-    });
+        },
+    })?;
+    let cgroup_procs = entry.cgroup_procs.take();
     let argv0 = req.argv[0].to_string_lossy().into_owned();
     let context = format!("exec {argv0:?} in the container");
-    for (f, flag) in &ns_files {
-        setns(f.as_fd(), *flag).map_err(|e| Failure::Io {
-            context: context.clone(),
-            source: e.into(),
-        })?;
-    }
-    drop(ns_files);
+    let expected_parent = entry.join().map_err(|e| Failure::Io {
+        context: context.clone(),
+        source: e.into(),
+    })?;
 
     // The command's parent is this process; seen from a joined PID namespace it is outside,
-    // so its PID there reads as 0.
-    let expected_parent = if join_pid {
-        0
-    } else {
-        std::process::id() as i32
-    };
+    // so its PID there reads as 0 (`expected_parent`).
     let mut cmd = Command::new(&req.argv[0]);
     cmd.args(&req.argv[1..]).current_dir(&req.working_dir);
     let tty = req.tty;

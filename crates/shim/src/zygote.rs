@@ -22,10 +22,10 @@
 //! still running, when the caller closes its end of the socket: a crashed agent leaves no
 //! zygote behind.
 
+use crate::nsexec::{Entry, EntryError};
 use crate::{ShimState, sys};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
@@ -207,39 +207,23 @@ impl Target {
             context,
             message: e.to_string(),
         };
-        let mut ns_files = Vec::new();
-        for ns in &self.namespaces {
-            let Some(flag) = crate::nsexec::flag_of(ns) else {
-                continue;
-            };
-            let path = format!("/proc/{}/ns/{ns}", self.pid);
-            let f = File::open(&path).map_err(|e| failed(format!("open {path}"), e))?;
-            ns_files.push((f, flag));
-        }
-        // The files opened belong to the container only if it still is the process at that
-        // PID.
-        if !sys::is_same_live_process(self.pid, self.start_time) {
-            return Err(ZygoteReply::NotRunning);
-        }
-        ns_files.sort_by_key(|(_, flag)| *flag == CloneFlags::CLONE_NEWNS);
-        let joined_pid = ns_files.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWPID);
-        let cgroup_procs = self.cgroup.as_ref().and_then(|dir| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))
-                .ok()
-        });
-        for (f, flag) in &ns_files {
-            setns(f.as_fd(), *flag)
-                .map_err(|e| failed("join the container's namespaces".into(), e.into()))?;
-        }
+        let mut entry = Entry::open(
+            self.pid,
+            self.start_time,
+            &self.namespaces,
+            self.cgroup.as_deref(),
+        )
+        .map_err(|e| match e {
+            EntryError::NotRunning => ZygoteReply::NotRunning,
+            EntryError::Open { path, source } => failed(format!("open {path}"), source),
+        })?;
+        let cgroup_procs = entry.cgroup_procs.take();
+        let expected_parent = entry
+            .join()
+            .map_err(|e| failed("join the container's namespaces".into(), e.into()))?;
         Ok(Joined {
             cgroup_procs,
-            expected_parent: if joined_pid {
-                0
-            } else {
-                std::process::id() as i32
-            },
+            expected_parent,
         })
     }
 }
