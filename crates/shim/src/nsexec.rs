@@ -24,7 +24,7 @@
 use crate::{ShimError, ShimState, sys};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, setns};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
@@ -99,19 +99,12 @@ pub(crate) fn spawn_helper(
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ShimError::io("create the exec helper's report pipe", e.into()))?;
     let report_path = format!("/proc/{}/fd/{}", std::process::id(), report_w.as_raw_fd());
-    let cgroup: &OsStr = match &state.cgroup {
-        Some(dir) => dir.as_os_str(),
-        None => OsStr::new("-"),
-    };
     let mut cmd = Command::new(helper);
     cmd.arg(NSEXEC_SUBCOMMAND);
     if tty {
         cmd.arg(TTY_FLAG);
     }
-    cmd.arg(state.container_pid.to_string())
-        .arg(state.container_start_time.to_string())
-        .arg(state.namespaces.join(","))
-        .arg(cgroup)
+    cmd.args(ContainerRef::args(state))
         .arg(&state.working_dir)
         .arg(&report_path)
         .args(argv)
@@ -208,12 +201,60 @@ fn read_report(pipe: &impl AsFd, child: &mut Child) -> std::io::Result<Option<St
     }
 }
 
-/// What the helper was asked to do.
-struct Request {
+/// The container to enter, as both helpers take it on their command line: `<container
+/// pid> <container start time> <namespaces, comma-separated> <cgroup dir or ->`.
+pub(crate) struct ContainerRef {
     pid: i32,
     start_time: u64,
     namespaces: Vec<String>,
     cgroup: Option<PathBuf>,
+}
+
+impl ContainerRef {
+    /// The four arguments for the run in `state`.
+    pub(crate) fn args(state: &ShimState) -> [OsString; 4] {
+        [
+            state.container_pid.to_string().into(),
+            state.container_start_time.to_string().into(),
+            state.namespaces.join(",").into(),
+            state
+                .cgroup
+                .as_ref()
+                .map_or_else(|| OsString::from("-"), |d| d.clone().into_os_string()),
+        ]
+    }
+
+    /// Parses the four arguments.
+    pub(crate) fn parse(args: &[OsString; 4]) -> Option<ContainerRef> {
+        let [pid, start, ns, cgroup] = args;
+        let cgroup = PathBuf::from(cgroup);
+        Some(ContainerRef {
+            pid: pid.to_str()?.parse().ok()?,
+            start_time: start.to_str()?.parse().ok()?,
+            namespaces: ns
+                .to_str()?
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            cgroup: cgroup.is_absolute().then_some(cgroup),
+        })
+    }
+
+    /// Opens the container's namespaces and cgroup (see [`Entry`]).
+    pub(crate) fn open(&self) -> Result<Entry, EntryError> {
+        Entry::open(
+            self.pid,
+            self.start_time,
+            &self.namespaces,
+            self.cgroup.as_deref(),
+        )
+    }
+}
+
+/// What the helper was asked to do.
+struct Request {
+    container: ContainerRef,
     working_dir: PathBuf,
     report: PathBuf,
     argv: Vec<OsString>,
@@ -233,17 +274,13 @@ impl Request {
         if argv.is_empty() {
             return None;
         }
-        let cgroup = Path::new(cgroup);
         Some(Request {
-            pid: pid.to_str()?.parse().ok()?,
-            start_time: start.to_str()?.parse().ok()?,
-            namespaces: ns
-                .to_str()?
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            cgroup: cgroup.is_absolute().then(|| cgroup.to_path_buf()),
+            container: ContainerRef::parse(&[
+                pid.clone(),
+                start.clone(),
+                ns.clone(),
+                cgroup.clone(),
+            ])?,
             working_dir: PathBuf::from(wd),
             report: PathBuf::from(report),
             argv: argv.to_vec(),
@@ -382,13 +419,7 @@ impl Entry {
 }
 
 fn enter_and_spawn(req: &Request) -> Result<Child, Failure> {
-    let mut entry = Entry::open(
-        req.pid,
-        req.start_time,
-        &req.namespaces,
-        req.cgroup.as_deref(),
-    )
-    .map_err(|e| match e {
+    let mut entry = req.container.open().map_err(|e| match e {
         EntryError::NotRunning => Failure::NotRunning,
         EntryError::Open { path, source } => Failure::Io {
             context: format!("open {path}"),
@@ -463,20 +494,20 @@ mod tests {
             "exit 3",
         ]))
         .unwrap();
-        assert_eq!((r.pid, r.start_time), (42, 7));
-        assert_eq!(r.namespaces, vec!["uts", "net", "pid", "mnt"]);
-        assert_eq!(r.cgroup, None);
+        assert_eq!((r.container.pid, r.container.start_time), (42, 7));
+        assert_eq!(r.container.namespaces, vec!["uts", "net", "pid", "mnt"]);
+        assert_eq!(r.container.cgroup, None);
         assert_eq!(r.working_dir, PathBuf::from("/work"));
         assert_eq!(r.argv, os(&["sh", "-c", "exit 3"]));
         assert!(!r.tty);
         let r = Request::parse(&os(&["--tty", "42", "7", "pid", "-", "/", "/r", "sh"])).unwrap();
         assert!(r.tty);
-        assert_eq!((r.pid, r.start_time), (42, 7));
+        assert_eq!((r.container.pid, r.container.start_time), (42, 7));
         assert_eq!(r.argv, os(&["sh"]));
         let r =
             Request::parse(&os(&["1", "2", "", "/sys/fs/cgroup/x", "/", "/r", "true"])).unwrap();
-        assert!(r.namespaces.is_empty());
-        assert_eq!(r.cgroup, Some(PathBuf::from("/sys/fs/cgroup/x")));
+        assert!(r.container.namespaces.is_empty());
+        assert_eq!(r.container.cgroup, Some(PathBuf::from("/sys/fs/cgroup/x")));
         assert!(Request::parse(&os(&["1", "2", "", "-", "/", "/r"])).is_none());
         assert!(Request::parse(&os(&["x", "2", "", "-", "/", "/r", "true"])).is_none());
     }

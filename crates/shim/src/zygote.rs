@@ -22,7 +22,7 @@
 //! still running, when the caller closes its end of the socket: a crashed agent leaves no
 //! zygote behind.
 
-use crate::nsexec::{Entry, EntryError};
+use crate::nsexec::{ContainerRef, EntryError};
 use crate::{ShimState, sys};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -30,7 +30,7 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -119,15 +119,7 @@ pub fn take_frame<T: serde::de::DeserializeOwned>(buf: &mut Vec<u8>) -> Result<O
 
 /// The arguments after `zygote` for the run in `state`.
 pub fn zygote_args(state: &ShimState) -> Vec<OsString> {
-    vec![
-        state.container_pid.to_string().into(),
-        state.container_start_time.to_string().into(),
-        state.namespaces.join(",").into(),
-        state
-            .cgroup
-            .as_ref()
-            .map_or_else(|| OsString::from("-"), |d| d.clone().into_os_string()),
-    ]
+    ContainerRef::args(state).to_vec()
 }
 
 /// The zygote's side, for the arguments after `zygote` (see the module docs); its stdin is
@@ -141,11 +133,14 @@ pub fn zygote_main(args: &[OsString]) -> i32 {
             return 2;
         }
     };
-    let Some(target) = Target::parse(args) else {
+    let Some(container) = <&[OsString; 4]>::try_from(args)
+        .ok()
+        .and_then(ContainerRef::parse)
+    else {
         eprintln!("usage: zygote <container pid> <start time> <namespaces> <cgroup dir|->");
         return 2;
     };
-    let joined = match target.join() {
+    let joined = match join(&container) {
         Ok(joined) => joined,
         Err(reply) => {
             let _ = sock.write_all(&encode_frame(&reply));
@@ -164,14 +159,6 @@ pub fn zygote_main(args: &[OsString]) -> i32 {
     }
 }
 
-/// The container to join.
-struct Target {
-    pid: i32,
-    start_time: u64,
-    namespaces: Vec<String>,
-    cgroup: Option<PathBuf>,
-}
-
 /// What the zygote keeps after joining.
 struct Joined {
     /// The container's cgroup (`cgroup.procs`), which commands join.
@@ -181,51 +168,25 @@ struct Joined {
     expected_parent: i32,
 }
 
-impl Target {
-    fn parse(args: &[OsString]) -> Option<Target> {
-        let [pid, start, ns, cgroup] = args else {
-            return None;
-        };
-        let cgroup = PathBuf::from(cgroup);
-        Some(Target {
-            pid: pid.to_str()?.parse().ok()?,
-            start_time: start.to_str()?.parse().ok()?,
-            namespaces: ns
-                .to_str()?
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            cgroup: cgroup.is_absolute().then_some(cgroup),
-        })
-    }
-
-    /// Joins the container's namespaces (the mount namespace last).
-    fn join(&self) -> Result<Joined, ZygoteReply> {
-        let failed = |context: String, e: std::io::Error| ZygoteReply::SetupFailed {
-            errno: e.raw_os_error().unwrap_or(0),
-            context,
-            message: e.to_string(),
-        };
-        let mut entry = Entry::open(
-            self.pid,
-            self.start_time,
-            &self.namespaces,
-            self.cgroup.as_deref(),
-        )
-        .map_err(|e| match e {
-            EntryError::NotRunning => ZygoteReply::NotRunning,
-            EntryError::Open { path, source } => failed(format!("open {path}"), source),
-        })?;
-        let cgroup_procs = entry.cgroup_procs.take();
-        let expected_parent = entry
-            .join()
-            .map_err(|e| failed("join the container's namespaces".into(), e.into()))?;
-        Ok(Joined {
-            cgroup_procs,
-            expected_parent,
-        })
-    }
+/// Joins the container's namespaces (the mount namespace last).
+fn join(container: &ContainerRef) -> Result<Joined, ZygoteReply> {
+    let failed = |context: String, e: std::io::Error| ZygoteReply::SetupFailed {
+        errno: e.raw_os_error().unwrap_or(0),
+        context,
+        message: e.to_string(),
+    };
+    let mut entry = container.open().map_err(|e| match e {
+        EntryError::NotRunning => ZygoteReply::NotRunning,
+        EntryError::Open { path, source } => failed(format!("open {path}"), source),
+    })?;
+    let cgroup_procs = entry.cgroup_procs.take();
+    let expected_parent = entry
+        .join()
+        .map_err(|e| failed("join the container's namespaces".into(), e.into()))?;
+    Ok(Joined {
+        cgroup_procs,
+        expected_parent,
+    })
 }
 
 /// One command in flight.
@@ -429,7 +390,7 @@ fn start(req: &ZygoteRequest, joined: &Joined) -> Result<Running, ZygoteReply> {
         reader.as_fd(),
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
-    let mut cmd = Command::new(OsStr::new(program));
+    let mut cmd = Command::new(program);
     cmd.args(&req.argv[1..])
         .env_clear()
         .envs(req.env.iter().map(|(k, v)| (k, v)))
@@ -512,11 +473,11 @@ mod tests {
 
     #[test]
     fn arguments_parse() {
-        let t = Target::parse(&["12".into(), "34".into(), "uts,mnt".into(), "-".into()]).unwrap();
-        assert_eq!((t.pid, t.start_time), (12, 34));
-        assert_eq!(t.namespaces, ["uts", "mnt"]);
-        assert_eq!(t.cgroup, None);
-        assert!(Target::parse(&["x".into(), "1".into(), "".into(), "-".into()]).is_none());
-        assert!(Target::parse(&["1".into()]).is_none());
+        let usage = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            zygote_main(&args)
+        };
+        assert_eq!(usage(&["1"]), 2);
+        assert_eq!(usage(&["x", "1", "", "-"]), 2);
     }
 }
