@@ -99,9 +99,14 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
     let info = resources::lookup("", "v1", "pods").expect("pods are served");
     let queue = WorkQueue::new();
     let handler_queue = queue.clone();
+    let written = Arc::new(Written::default());
+    let handler_written = written.clone();
     let pods = Informer::start(client.clone(), info, move |ev| {
-        let obj = ev.object();
-        handler_queue.add(slipway_client::object_key(obj));
+        let key = slipway_client::object_key(ev.object());
+        if let slipway_client::InformerEvent::Deleted(_) = ev {
+            handler_written.forget(&key);
+        }
+        handler_queue.add(key);
     })
     .await;
     let ips = Arc::new(Mutex::new(IpPool::default()));
@@ -109,16 +114,19 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
     // status writes of different pods share the store's commits.
     let mut workers = Vec::new();
     for _ in 0..SIMULATED_WORKERS {
-        let (client, pods, queue, ips, clock) = (
+        let (client, pods, queue, ips, clock, written) = (
             client.clone(),
             pods.clone(),
             queue.clone(),
             ips.clone(),
             clock.clone(),
+            written.clone(),
         );
         workers.push(tokio::spawn(async move {
             while let Some(key) = queue.next().await {
-                if let Err(e) = reconcile(&client, &pods, &queue, &ips, &clock, &key).await {
+                if let Err(e) =
+                    reconcile(&client, &pods, &queue, &ips, &clock, &written, &key).await
+                {
                     tracing::debug!(pod = key, error = %e, "agent sync failed; retrying");
                     queue.add_after(key.clone(), std::time::Duration::from_millis(200));
                 }
@@ -133,6 +141,41 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
 
 /// Worker tasks of the simulated runtime.
 const SIMULATED_WORKERS: usize = 8;
+
+/// The resourceVersion of the agent's last write of each pod. A cached pod older than that
+/// is one the informer has not caught up with: its newer version is on its way (and queues
+/// the pod again), so the stale one is skipped instead of being worked on again.
+#[derive(Default)]
+struct Written(Mutex<HashMap<String, u64>>);
+
+impl Written {
+    fn record(&self, key: &str, written: &Value) {
+        if let Ok(rv) = meta::resource_version(written).parse::<u64>() {
+            self.0.lock().insert(key.to_string(), rv);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().remove(key);
+    }
+
+    /// Whether `cached` predates the agent's last write of it (once it does not, the write
+    /// is forgotten: the cache has caught up).
+    fn is_stale(&self, key: &str, cached: &Value) -> bool {
+        let Ok(rv) = meta::resource_version(cached).parse::<u64>() else {
+            return false;
+        };
+        let mut written = self.0.lock();
+        match written.get(key) {
+            Some(&last) if rv < last => true,
+            Some(_) => {
+                written.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+}
 
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(v?.as_str()?)
@@ -151,33 +194,44 @@ async fn reconcile<C: Client>(
     queue: &WorkQueue,
     ips: &Mutex<IpPool>,
     clock: &Clock,
+    written: &Written,
     key: &str,
 ) -> Result<(), slipway_core::ApiError> {
     let info = pods.resource();
     let (namespace, name) = split_key(key);
-    let Some(pod) = pods.get(key) else {
+    let Some(mut pod) = pods.get(key) else {
         return Ok(());
     };
+    if written.is_stale(key, &pod) {
+        return Ok(());
+    }
     let uid = meta::uid(&pod).to_string();
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or("");
     if node.is_empty() {
-        if meta::deletion_timestamp(&pod).is_none() && scheduled_by_us(&pod) {
-            client
-                .patch(
-                    info,
-                    namespace,
-                    name,
-                    PatchType::Merge,
-                    json!({"spec": {"nodeName": NODE_NAME}}),
-                )
-                .await?;
+        if meta::deletion_timestamp(&pod).is_some() || !scheduled_by_us(&pod) {
+            return Ok(());
         }
-        return Ok(());
-    }
-    if node != NODE_NAME {
+        let mut bound = client
+            .patch(
+                info,
+                namespace,
+                name,
+                PatchType::Merge,
+                json!({"spec": {"nodeName": NODE_NAME}}),
+            )
+            .await?;
+        // The kubelet's part follows at once, from the bound pod as written (its first
+        // status is a write of its own, after the binding, as on a cluster); without
+        // `managedFields`, which the status write keeps as stored.
+        if let Some(m) = bound.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+        written.record(key, &bound);
+        pod = Arc::new(bound);
+    } else if node != NODE_NAME {
         return Ok(());
     }
     let now = clock();
@@ -215,7 +269,7 @@ async fn reconcile<C: Client>(
         let mut updated = (*pod).clone();
         updated["status"] = status;
         match client.replace_status(info, updated).await {
-            Ok(_) => {}
+            Ok(stored) => written.record(key, &stored),
             Err(e) if e.code == 409 => queue.add(key),
             Err(e) if e.code == 404 => return Ok(()),
             Err(e) => return Err(e),

@@ -124,7 +124,9 @@ pub fn status_at(
         next = Some(next.map_or(ready_at, |n| n.min(ready_at)));
     }
     let ready_since = if ready { ready_at } else { last_start };
-    let cond = |t: &str, ok: bool, since: DateTime<Utc>| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": ts(since)});
+    // No `lastProbeTime: null`: the API server drops nulls, and the agent compares this
+    // status with the stored one to decide whether to write.
+    let cond = |t: &str, ok: bool, since: DateTime<Utc>| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastTransitionTime": ts(since)});
     let containers: Vec<&Value> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -228,6 +230,23 @@ mod tests {
         assert_eq!(st["conditions"][2]["lastTransitionTime"], ts(at(2)));
         assert_eq!(next, None);
         assert_eq!(st["podIP"], "127.128.0.1");
+    }
+
+    #[test]
+    fn statuses_hold_no_nulls_which_the_api_server_would_drop() {
+        fn has_null(v: &Value) -> bool {
+            match v {
+                Value::Null => true,
+                Value::Array(a) => a.iter().any(has_null),
+                Value::Object(o) => o.values().any(has_null),
+                _ => false,
+            }
+        }
+        let crashy = pod(json!({CRASH_AFTER: "10s", READY_AFTER: "1s"}));
+        for now in [at(0), at(5), at(25)] {
+            let (st, _) = status_at(&crashy, at(0), now, "127.128.0.1");
+            assert!(!has_null(&st), "{st}");
+        }
     }
 
     #[test]

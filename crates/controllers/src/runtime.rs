@@ -229,8 +229,16 @@ pub async fn start_with_runs<C: Client, R: Runs>(client: C, clock: Clock, runs: 
     let informers = Informers::default();
     let rollouts = RolloutController::new(client.clone(), informers.clone(), clock.clone(), runs);
     let gc = GarbageCollector::new(client.clone(), informers.clone());
-    let deployments = DeploymentController::new(client.clone(), informers.clone(), clock.clone());
-    let replicasets = ReplicaSetController::new(client.clone(), informers.clone(), clock.clone());
+    // One asynchronous recorder: the Events of both controllers share commits.
+    let recorder = crate::events::Recorder::start(client.clone());
+    let deployments = DeploymentController::new(
+        client.clone(),
+        informers.clone(),
+        clock.clone(),
+        recorder.clone(),
+    );
+    let replicasets =
+        ReplicaSetController::new(client.clone(), informers.clone(), clock.clone(), recorder);
     let endpoints = EndpointsController::new(
         client.clone(),
         informers.clone(),

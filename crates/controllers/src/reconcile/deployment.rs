@@ -30,9 +30,9 @@ pub(crate) fn controller_of(obj: &Value) -> Option<(&str, &str, &str)> {
         })
 }
 
+/// Decodes a cached object straight from the tree (no copy of the tree first).
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+    T::deserialize(v).map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
 }
 
 fn untyped<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
@@ -45,16 +45,23 @@ pub struct DeploymentController<C: Client> {
     informers: Informers,
     clock: Clock,
     queue: WorkQueue,
+    recorder: events::Recorder,
 }
 
 impl<C: Client> DeploymentController<C> {
-    /// A controller over shared informers.
-    pub fn new(client: C, informers: Informers, clock: Clock) -> Arc<Self> {
+    /// A controller over shared informers, recording Events through `recorder`.
+    pub fn new(
+        client: C,
+        informers: Informers,
+        clock: Clock,
+        recorder: events::Recorder,
+    ) -> Arc<Self> {
         Arc::new(DeploymentController {
             client,
             informers,
             clock,
             queue: WorkQueue::new(),
+            recorder,
         })
     }
 
@@ -182,7 +189,7 @@ impl<C: Client> DeploymentController<C> {
         let plan = deployment::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
         let now = (self.clock)();
         for event in &plan.events {
-            events::record(&self.client, &d, event, COMPONENT, now).await;
+            self.recorder.record(&d, event, COMPONENT, now);
         }
         for Step {
             action,
@@ -191,7 +198,7 @@ impl<C: Client> DeploymentController<C> {
         {
             self.apply(&observed.deployment, action).await?;
             for event in step_events {
-                events::record(&self.client, &d, event, COMPONENT, now).await;
+                self.recorder.record(&d, event, COMPONENT, now);
             }
         }
         Ok(plan.requeue)
@@ -235,14 +242,8 @@ impl<C: Client> DeploymentController<C> {
                         let failure =
                             deployment::create_failed(d, &name, &e.message, jiff_now(&self.clock));
                         let obj = untyped(d)?;
-                        events::record(
-                            &self.client,
-                            &obj,
-                            &failure.event,
-                            COMPONENT,
-                            (self.clock)(),
-                        )
-                        .await;
+                        self.recorder
+                            .record(&obj, &failure.event, COMPONENT, (self.clock)());
                         if let Some(update) = failure.status_update {
                             self.client
                                 .replace_status(d_info, untyped(&update)?)

@@ -2,12 +2,13 @@
 //! It tracks the creations and deletions it has asked for until the informer shows them
 //! (expectations), so it never over-creates while its cache lags.
 
+use crate::Requeue;
 use crate::events;
 use crate::reconcile::deployment::controller_of;
 use crate::replicaset::{self, Expectations, ObservedReplicaSet};
 use crate::runtime::{Clock, Informers, jiff_now};
-use crate::{Event, Requeue};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
 use parking_lot::Mutex;
 use serde_json::Value;
 use slipway_client::{
@@ -22,9 +23,9 @@ const COMPONENT: &str = "replicaset-controller";
 /// Expectations older than this are dropped (a lost watch event must not wedge a ReplicaSet).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Decodes a cached object straight from the tree (no copy of the tree first).
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+    T::deserialize(v).map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
 }
 
 #[derive(Clone, Copy)]
@@ -40,17 +41,24 @@ pub struct ReplicaSetController<C: Client> {
     clock: Clock,
     queue: WorkQueue,
     expectations: Mutex<HashMap<String, Pending>>,
+    recorder: events::Recorder,
 }
 
 impl<C: Client> ReplicaSetController<C> {
-    /// A controller over shared informers.
-    pub fn new(client: C, informers: Informers, clock: Clock) -> Arc<Self> {
+    /// A controller over shared informers, recording Events through `recorder`.
+    pub fn new(
+        client: C,
+        informers: Informers,
+        clock: Clock,
+        recorder: events::Recorder,
+    ) -> Arc<Self> {
         Arc::new(ReplicaSetController {
             client,
             informers,
             clock,
             queue: WorkQueue::new(),
             expectations: Mutex::default(),
+            recorder,
         })
     }
 
@@ -151,29 +159,34 @@ impl<C: Client> ReplicaSetController<C> {
 
     fn observe(&self, rs: &Value, key: &str) -> Result<ObservedReplicaSet, ApiError> {
         let pod_info = resources::lookup("", "v1", "pods").expect("served");
-        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
-        let uid = meta::uid(rs);
-        let mut pods = self.informers.controlled_by(pod_info, uid);
+        let mut pods = self.informers.controlled_by(pod_info, meta::uid(rs));
         // Orphans matching the selector are adopted by the planner.
         pods.extend(self.informers.orphans(pod_info, meta::namespace(rs)));
-        // Pods of sibling ReplicaSets (same controller) rank deletions by co-location.
-        let related: Vec<Arc<Value>> = match controller_of(rs) {
-            Some((_, _, owner)) => self
-                .informers
-                .controlled_by(rs_info, owner)
-                .iter()
-                .filter(|sibling| meta::uid(sibling) != uid)
-                .flat_map(|sibling| self.informers.controlled_by(pod_info, meta::uid(sibling)))
-                .collect(),
-            None => Vec::new(),
-        };
         Ok(ObservedReplicaSet {
             replica_set: typed(rs)?,
             pods: pods.iter().map(|p| typed(p)).collect::<Result<_, _>>()?,
-            related_pods: related.iter().map(|p| typed(p)).collect::<Result<_, _>>()?,
+            related_pods: Vec::new(),
             expectations: self.current_expectations(key),
             now: jiff_now(&self.clock),
         })
+    }
+
+    /// Active pods of sibling ReplicaSets (same controller): they rank deletions by
+    /// co-location, and matter to nothing else the planner decides.
+    fn related_pods(&self, rs: &Value) -> Result<Vec<Pod>, ApiError> {
+        let pod_info = resources::lookup("", "v1", "pods").expect("served");
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let Some((_, _, owner)) = controller_of(rs) else {
+            return Ok(Vec::new());
+        };
+        let uid = meta::uid(rs);
+        self.informers
+            .controlled_by(rs_info, owner)
+            .iter()
+            .filter(|sibling| meta::uid(sibling) != uid)
+            .flat_map(|sibling| self.informers.controlled_by(pod_info, meta::uid(sibling)))
+            .map(|p| typed(&p))
+            .collect()
     }
 
     async fn sync(&self, key: &str) -> Result<Option<Requeue>, ApiError> {
@@ -183,8 +196,17 @@ impl<C: Client> ReplicaSetController<C> {
             self.expectations.lock().remove(key);
             return Ok(None);
         };
-        let observed = self.observe(&rs, key)?;
-        let plan = replicaset::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut observed = self.observe(&rs, key)?;
+        let mut plan =
+            replicaset::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
+        // Sibling pods only order deletions: read them (and plan again) only when deleting.
+        if !plan.delete.is_empty() {
+            observed.related_pods = self.related_pods(&rs)?;
+            if !observed.related_pods.is_empty() {
+                plan =
+                    replicaset::plan(&observed).map_err(|e| ApiError::internal(e.to_string()))?;
+            }
+        }
         let (ns, _) = split_key(key);
         let now = (self.clock)();
 
@@ -229,12 +251,12 @@ impl<C: Client> ReplicaSetController<C> {
                     match r {
                         Ok(created) => {
                             let event = replicaset::pod_created_event(meta::name(&created));
-                            events::record(&self.client, &rs, &event, COMPONENT, now).await;
+                            self.recorder.record(&rs, &event, COMPONENT, now);
                         }
                         Err(e) => {
                             self.lower(key, 1, 0);
                             let event = replicaset::pod_create_failed_event(&e.message);
-                            events::record(&self.client, &rs, &event, COMPONENT, now).await;
+                            self.recorder.record(&rs, &event, COMPONENT, now);
                             failure.get_or_insert(e);
                         }
                     }
@@ -248,19 +270,25 @@ impl<C: Client> ReplicaSetController<C> {
         }
         if !plan.delete.is_empty() {
             self.expect(key, 0, i32::try_from(plan.delete.len()).unwrap_or(i32::MAX));
-            for k in &plan.delete {
+            // All at once, as Kubernetes does (one goroutine per pod).
+            let results = futures_join(plan.delete.iter().map(|k| {
+                let client = self.client.clone();
                 let params = DeleteParams {
                     precondition_uid: Some(k.uid.clone()).filter(|u| !u.is_empty()),
                     ..DeleteParams::default()
                 };
-                match self
-                    .client
-                    .delete(pod_info, Some(&k.namespace), &k.name, params)
-                    .await
-                {
+                async move {
+                    client
+                        .delete(pod_info, Some(&k.namespace), &k.name, params)
+                        .await
+                }
+            }))
+            .await;
+            for (k, result) in plan.delete.iter().zip(results) {
+                match result {
                     Ok(_) => {
                         let event = replicaset::pod_deleted_event(&k.name);
-                        events::record(&self.client, &rs, &event, COMPONENT, now).await;
+                        self.recorder.record(&rs, &event, COMPONENT, now);
                     }
                     Err(e) if e.code == 404 || e.code == 409 => self.lower(key, 0, 1),
                     Err(e) => {
@@ -271,7 +299,7 @@ impl<C: Client> ReplicaSetController<C> {
             }
         }
         for event in &plan.events {
-            record_plain(&self.client, &rs, event, now).await;
+            self.recorder.record(&rs, event, COMPONENT, now);
         }
         let status = match &failure {
             Some(e) => {
@@ -302,15 +330,6 @@ impl<C: Client> ReplicaSetController<C> {
             None => Ok(plan.requeue),
         }
     }
-}
-
-async fn record_plain<C: Client>(
-    client: &C,
-    rs: &Value,
-    event: &Event,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    events::record(client, rs, event, COMPONENT, now).await;
 }
 
 /// Runs futures concurrently and collects their results in order.
