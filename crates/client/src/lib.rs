@@ -7,10 +7,12 @@
 //! controller writes go through the same admission as kubectl's. Nothing here depends on the
 //! embedded store, so a second implementation over a real cluster's API is possible.
 
+pub mod events;
 mod informer;
 mod queue;
 mod remote;
 
+pub use events::{EventWriter, PendingEvent, write_event};
 pub use informer::{Informer, InformerEvent};
 pub use queue::WorkQueue;
 pub use remote::{RemoteClient, RemoteError};

@@ -9,10 +9,8 @@
 use crate::Event;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use slipway_client::{Client, PatchType};
-use slipway_core::{meta, resources};
-use std::collections::HashMap;
-use tokio::sync::mpsc;
+use slipway_client::{Client, EventWriter, PendingEvent, write_event};
+use slipway_core::meta;
 
 fn fnv64(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
@@ -90,7 +88,8 @@ impl Involved {
     }
 }
 
-/// Records `event` on `obj`. Failures are logged, never returned: events are best effort.
+/// Records `event` on `obj` and waits for it. Failures are logged, never returned: events
+/// are best effort.
 pub async fn record<C: Client>(
     client: &C,
     obj: &Value,
@@ -98,32 +97,7 @@ pub async fn record<C: Client>(
     component: &str,
     now: DateTime<Utc>,
 ) {
-    write(
-        client,
-        event_object(obj, event, component, now),
-        &event.reason,
-    )
-    .await;
-}
-
-/// Creates the Event `ev`, or counts a repeat of it (same name) on the existing one.
-async fn write<C: Client>(client: &C, ev: Value, reason: &str) {
-    let info = resources::lookup("", "v1", "events").expect("events are served");
-    match client.create(info, ev.clone()).await {
-        Ok(_) => {}
-        Err(e) if e.code == 409 => {
-            let name = meta::name(&ev);
-            let ns = Some(meta::namespace(&ev)).filter(|s| !s.is_empty());
-            if let Ok(Some(existing)) = client.get(info, ns, name).await {
-                let count = existing.get("count").and_then(Value::as_i64).unwrap_or(1) + 1;
-                let patch = json!({"count": count, "lastTimestamp": ev["lastTimestamp"]});
-                if let Err(e) = client.patch(info, ns, name, PatchType::Merge, patch).await {
-                    tracing::debug!(error = %e, "updating an event failed");
-                }
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, reason, "recording an event failed"),
-    }
+    write_event(client, event_object(obj, event, component, now)).await;
 }
 
 /// At most this many Events are written at once (they share the store's commits).
@@ -137,61 +111,39 @@ struct Queued {
     now: DateTime<Utc>,
 }
 
-/// The asynchronous, best-effort event recorder. [`Recorder::record`] never waits: a
-/// background task writes queued Events, up to [`RECORDER_IN_FLIGHT`] at once. Every queued
-/// Event is written (while the process runs), with the reason, message and timestamp of the
-/// moment it was recorded; Events of the same name are written one after another, so each
-/// repeat adds one to `count`. Cheap to clone (shared).
+impl PendingEvent for Queued {
+    fn name(&self) -> String {
+        self.involved.event_name(&self.event)
+    }
+    fn into_object(self) -> Value {
+        self.involved
+            .event_object(&self.event, self.component, self.now)
+    }
+}
+
+/// The asynchronous, best-effort event recorder of the controllers ([`EventWriter`]):
+/// [`Recorder::record`] never waits, and every Event keeps the reason, message, timestamp
+/// and object version of the moment it was recorded. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::UnboundedSender<Queued>,
+    writer: EventWriter<Queued>,
 }
 
 impl Recorder {
     /// A recorder writing through `client`; spawns its task on the current Tokio runtime.
     pub fn start<C: Client>(client: C) -> Recorder {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_recorder(client, rx));
-        Recorder { queue }
+        Recorder {
+            writer: EventWriter::start(client, RECORDER_IN_FLIGHT),
+        }
     }
 
     /// Queues `event` on `obj`, reported by `component` at `now`.
     pub fn record(&self, obj: &Value, event: &Event, component: &'static str, now: DateTime<Utc>) {
-        let queued = Queued {
+        self.writer.record(Queued {
             involved: Involved::of(obj),
             event: event.clone(),
             component,
             now,
-        };
-        if self.queue.send(queued).is_err() {
-            tracing::debug!(reason = event.reason, "the event recorder has stopped");
-        }
-    }
-}
-
-async fn run_recorder<C: Client>(client: C, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    let mut batch = Vec::with_capacity(RECORDER_IN_FLIGHT);
-    while rx.recv_many(&mut batch, RECORDER_IN_FLIGHT).await > 0 {
-        // Same name: in order, one after another (a repeat must see the first one).
-        let mut groups: Vec<Vec<Queued>> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        for q in batch.drain(..) {
-            let name = q.involved.event_name(&q.event);
-            let slot = *by_name.entry(name).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[slot].push(q);
-        }
-        futures::future::join_all(groups.into_iter().map(|group| {
-            let client = &client;
-            async move {
-                for q in group {
-                    let ev = q.involved.event_object(&q.event, q.component, q.now);
-                    write(client, ev, &q.event.reason).await;
-                }
-            }
-        }))
-        .await;
+        });
     }
 }

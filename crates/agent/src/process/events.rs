@@ -4,9 +4,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use slipway_client::{Client, PatchType};
-use slipway_core::{meta, resources};
-use tokio::sync::{mpsc, oneshot};
+use slipway_client::{Client, EventWriter};
+use slipway_core::meta;
 
 /// Who reports an event.
 pub const KUBELET: &str = "kubelet";
@@ -103,103 +102,61 @@ pub fn event_object(pod: &Value, ev: &PodEvent, now: DateTime<Utc>) -> Value {
     })
 }
 
-/// Creates the Event `obj`, or bumps the one of the same name; best effort (failures are
-/// logged).
-async fn write<C: Client>(client: &C, obj: Value) {
-    let info = resources::lookup("", "v1", "events").expect("events are served");
-    let reason = obj["reason"].as_str().unwrap_or_default().to_string();
-    match client.create(info, obj.clone()).await {
-        Ok(_) => {}
-        Err(e) if e.code == 409 => {
-            let name = meta::name(&obj);
-            let ns = Some(meta::namespace(&obj)).filter(|s| !s.is_empty());
-            if let Ok(Some(existing)) = client.get(info, ns, name).await {
-                let count = existing.get("count").and_then(Value::as_i64).unwrap_or(1) + 1;
-                let patch = json!({"count": count, "lastTimestamp": obj["lastTimestamp"]});
-                if let Err(e) = client.patch(info, ns, name, PatchType::Merge, patch).await {
-                    tracing::debug!(error = %e, "updating an event failed");
-                }
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, reason, "recording an event failed"),
-    }
-}
+/// At most this many Events are written side by side.
+const SINK_IN_FLIGHT: usize = 256;
 
-/// Writes the agent's Events in the background, in the order they were recorded, so that
-/// recording one never waits for a durable write (the kubelet's event recorder is
-/// asynchronous too). Each Event keeps the time it was recorded at. Events queued together
-/// are written side by side, so they share the store's commits; Events of the same name
-/// (repeats) are written one after the other, so each repeat counts.
+/// Writes the agent's Events in the background ([`EventWriter`]), so that recording one
+/// never waits for a durable write (the kubelet's event recorder is asynchronous too). Each
+/// Event keeps the time it was recorded at. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    tx: mpsc::UnboundedSender<SinkItem>,
+    writer: EventWriter<Value>,
 }
-
-#[derive(Debug)]
-enum SinkItem {
-    Event(Value),
-    Flush(oneshot::Sender<()>),
-}
-
-/// At most this many Events are written side by side.
-const SINK_BATCH: usize = 256;
 
 impl EventSink {
     /// Starts the writer task; it ends when every clone of the sink is dropped.
     pub fn start<C: Client>(client: C) -> EventSink {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, SINK_BATCH).await > 0 {
-                let mut flushes = Vec::new();
-                // Keyed by name, in first-seen order: repeats stay sequential.
-                let mut by_name: Vec<(String, Vec<Value>)> = Vec::new();
-                for item in batch.drain(..) {
-                    match item {
-                        SinkItem::Flush(done) => flushes.push(done),
-                        SinkItem::Event(obj) => {
-                            let name = meta::name(&obj).to_string();
-                            match by_name.iter_mut().find(|(n, _)| *n == name) {
-                                Some((_, objs)) => objs.push(obj),
-                                None => by_name.push((name, vec![obj])),
-                            }
-                        }
-                    }
-                }
-                futures::future::join_all(by_name.into_iter().map(|(_, objs)| {
-                    let client = client.clone();
-                    async move {
-                        for obj in objs {
-                            write(&client, obj).await;
-                        }
-                    }
-                }))
-                .await;
-                for done in flushes {
-                    let _ = done.send(());
-                }
-            }
-        });
-        EventSink { tx }
+        EventSink {
+            writer: EventWriter::start(client, SINK_IN_FLIGHT),
+        }
     }
 
     /// Queues an Event about `pod`, stamped `now`.
     pub fn record(&self, pod: &Value, ev: &PodEvent, now: DateTime<Utc>) {
-        let _ = self.tx.send(SinkItem::Event(event_object(pod, ev, now)));
+        self.writer.record(event_object(pod, ev, now));
     }
 
     /// Returns once every Event queued before the call is written.
     pub async fn flush(&self) {
-        let (done, written) = oneshot::channel();
-        if self.tx.send(SinkItem::Flush(done)).is_ok() {
-            let _ = written.await;
-        }
+        self.writer.flush().await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_sink_writes_every_event_in_order_and_flush_waits_for_them() {
+        let client = crate::process::testing::FakeClient::default();
+        let sink = EventSink::start(client.clone());
+        let pod = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"}});
+        for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+            sink.record(
+                &pod,
+                &PodEvent::normal(reason, format!("{reason} it")),
+                DateTime::from_timestamp(0, 0).unwrap(),
+            );
+        }
+        sink.flush().await;
+        let reasons: Vec<String> = client
+            .created
+            .lock()
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(reasons, ["Scheduled", "Pulled", "Created", "Started"]);
+    }
 
     #[test]
     fn events_name_the_container_and_the_node() {

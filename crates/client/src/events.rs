@@ -1,0 +1,140 @@
+//! Writing Events, as Kubernetes' event recorders do: one Event object per (object, reason,
+//! message), named so that a repeat finds it; a repeat bumps its `count` and
+//! `lastTimestamp`. Best effort: failures are logged, never returned.
+//!
+//! [`EventWriter`] is the asynchronous part (as client-go's broadcaster): recording queues
+//! and returns at once, and a background task writes what is queued, many Events side by
+//! side so that they share the store's commits.
+
+use crate::{Client, PatchType};
+use serde_json::{Value, json};
+use slipway_core::{meta, resources};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+
+/// Creates the Event `ev`, or counts a repeat of it (same name) on the existing one.
+pub async fn write_event<C: Client>(client: &C, ev: Value) {
+    let info = resources::lookup("", "v1", "events").expect("events are served");
+    let reason = ev["reason"].as_str().unwrap_or_default().to_string();
+    match client.create(info, ev.clone()).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {
+            let name = meta::name(&ev);
+            let ns = Some(meta::namespace(&ev)).filter(|s| !s.is_empty());
+            if let Ok(Some(existing)) = client.get(info, ns, name).await {
+                let count = existing.get("count").and_then(Value::as_i64).unwrap_or(1) + 1;
+                let patch = json!({"count": count, "lastTimestamp": ev["lastTimestamp"]});
+                if let Err(e) = client.patch(info, ns, name, PatchType::Merge, patch).await {
+                    tracing::debug!(error = %e, "updating an event failed");
+                }
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, reason, "recording an event failed"),
+    }
+}
+
+/// An Event waiting in an [`EventWriter`]: its name, and the object once it is written.
+pub trait PendingEvent: Send + 'static {
+    fn name(&self) -> String;
+    fn into_object(self) -> Value;
+}
+
+/// A finished Event object.
+impl PendingEvent for Value {
+    fn name(&self) -> String {
+        meta::name(self).to_string()
+    }
+    fn into_object(self) -> Value {
+        self
+    }
+}
+
+enum Item<E> {
+    Event(E),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Writes queued Events in the background, up to `in_flight` side by side (started in the
+/// order queued; a batch shares the store's commits). Every queued Event is written while
+/// the process runs; Events of the same name are written one after another, so each repeat
+/// adds one to `count`. Cheap to clone.
+pub struct EventWriter<E> {
+    queue: mpsc::UnboundedSender<Item<E>>,
+}
+
+impl<E> Clone for EventWriter<E> {
+    fn clone(&self) -> Self {
+        EventWriter {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for EventWriter<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventWriter").finish_non_exhaustive()
+    }
+}
+
+impl<E: PendingEvent> EventWriter<E> {
+    /// A writer through `client`; spawns its task on the current Tokio runtime, which ends
+    /// when every clone of the writer is dropped.
+    pub fn start<C: Client>(client: C, in_flight: usize) -> EventWriter<E> {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(client, rx, in_flight.max(1)));
+        EventWriter { queue }
+    }
+
+    /// Queues `event`; returns at once.
+    pub fn record(&self, event: E) {
+        if self.queue.send(Item::Event(event)).is_err() {
+            tracing::debug!("the event writer has stopped");
+        }
+    }
+
+    /// Returns once every Event queued before the call is written.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send(Item::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+async fn run<C: Client, E: PendingEvent>(
+    client: C,
+    mut rx: mpsc::UnboundedReceiver<Item<E>>,
+    in_flight: usize,
+) {
+    let mut batch = Vec::with_capacity(in_flight);
+    while rx.recv_many(&mut batch, in_flight).await > 0 {
+        let mut flushes = Vec::new();
+        // Same name: in order, one after another (a repeat must see the first one).
+        let mut groups: Vec<Vec<E>> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        for item in batch.drain(..) {
+            match item {
+                Item::Flush(done) => flushes.push(done),
+                Item::Event(e) => {
+                    let slot = *by_name.entry(e.name()).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[slot].push(e);
+                }
+            }
+        }
+        futures::future::join_all(groups.into_iter().map(|group| {
+            let client = &client;
+            async move {
+                for e in group {
+                    write_event(client, e.into_object()).await;
+                }
+            }
+        }))
+        .await;
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
