@@ -179,10 +179,33 @@ fn canary_steps_drive_the_traffic_split_annotation() {
     let canary = s.get_json(&["rs", &format!("web-{v2}")]);
     assert_eq!(canary["spec"]["replicas"], 1);
 
+    // The 50/50 split lasts about the 1 s pause: watched, not polled, so it cannot be missed.
+    let services = "/api/v1/namespaces/default/services";
+    let rv = common::list_revision(&s, services);
+    let events = common::watch_events(
+        &s,
+        &format!(
+            "{services}?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Dweb&timeoutSeconds=120"
+        ),
+    );
     promote(&s);
-    eventually(WAIT, "setWeight 50", || {
-        (split(&s) == Some(json!({"weights": {v1.clone(): 50, v2.clone(): 50}}))).then_some(())
-    });
+    let half = json!({"weights": {v1.clone(): 50, v2.clone(): 50}});
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(ev) = events.recv_timeout(left) else {
+            panic!("no setWeight 50 within {WAIT:?}; splits seen: {seen:?}");
+        };
+        let text = ev["object"]["metadata"]["annotations"]["slipway.dev/traffic-split"]
+            .as_str()
+            .map(str::to_string);
+        let now: Option<Value> = text.map(|t| serde_json::from_str(&t).expect("JSON"));
+        if now.as_ref() == Some(&half) {
+            break;
+        }
+        seen.push(now);
+    }
     eventually(
         WAIT,
         "the 1s pause to end and the canary to be promoted",
