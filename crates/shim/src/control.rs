@@ -292,13 +292,14 @@ pub fn exec_in(
     if !state.namespaces.is_empty()
         && let Some(helper) = crate::nsexec::exec_helper()
     {
-        return crate::nsexec::spawn_via_helper(
+        return crate::nsexec::spawn_helper(
             &helper,
             state_dir,
             &state,
             argv,
             full_env,
             (stdin, stdout, stderr),
+            false,
         );
     }
 

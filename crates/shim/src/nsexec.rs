@@ -74,19 +74,7 @@ pub(crate) fn flag_of(ns: &str) -> Option<CloneFlags> {
 
 /// The caller's side: starts `helper nsexec ...` for `argv` in the container of `state`
 /// and returns once the command has started (the helper is the returned child) or failed.
-pub(crate) fn spawn_via_helper(
-    helper: &Path,
-    state_dir: &Path,
-    state: &ShimState,
-    argv: &[String],
-    env: Vec<(String, String)>,
-    stdio: (Stdio, Stdio, Stdio),
-) -> Result<Child, ShimError> {
-    spawn_helper(helper, state_dir, state, argv, env, stdio, false)
-}
-
-/// [`spawn_via_helper`], and with `tty` the command takes the helper's stdin (a terminal)
-/// as its controlling terminal.
+/// With `tty` the command takes the helper's stdin (a terminal) as its controlling terminal.
 pub(crate) fn spawn_helper(
     helper: &Path,
     state_dir: &Path,
