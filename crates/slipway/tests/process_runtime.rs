@@ -271,7 +271,10 @@ fn crash_loops_liveness_restarts_logs_and_missing_images() {
         "lively",
         "k8spatterns/random-generator:1.0",
         30,
-        "    livenessProbe:\n      exec: {command: [stat, /random-generator-ready]}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        // The first probe runs as soon as the container starts (initialDelaySeconds 0, as on
+        // Kubernetes), which can be before the sample has created its file: a second's delay
+        // keeps that race out of this test.
+        "    livenessProbe:\n      exec: {command: [stat, /random-generator-ready]}\n      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n",
     ));
     s.apply(&pod_yaml("missing", "example.com/team/web:1.2", 30, ""));
 
@@ -328,9 +331,15 @@ fn crash_loops_liveness_restarts_logs_and_missing_images() {
         "{first}"
     );
     s.ok(&["exec", "lively", "--", "rm", "/random-generator-ready"]);
-    let p = eventually(Duration::from_secs(30), "lively restarted", || {
+    let mut last = Value::Null;
+    let p = eventually(Duration::from_secs(30), "lively restarted once", || {
         let p = pod(&s, "lively");
-        let cs = container_status(&p);
+        let cs = container_status(&p).clone();
+        assert!(
+            cs["restartCount"].as_u64().unwrap_or(0) <= 1,
+            "lively restarted more than once: {cs}\nbefore: {last}"
+        );
+        last = cs.clone();
         (cs["restartCount"] == 1 && cs["state"]["running"].is_object()).then_some(p)
     });
     assert_eq!(
