@@ -63,7 +63,7 @@ pub async fn run_namespace_controller(rest: Rest) {
         // Wait for a change that matters: a namespace write, or a write inside a
         // terminating namespace (content going away).
         loop {
-            let Some(ev) = watcher.events.recv().await else {
+            let Some(ev) = watcher.recv().await else {
                 break;
             };
             if ev.key.prefix == ns_prefix || terminating.contains(&ev.key.namespace) {

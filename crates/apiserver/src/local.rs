@@ -131,7 +131,7 @@ impl Client for LocalClient {
             };
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
-            while let Some(ev) = watcher.events.recv().await {
+            while let Some(ev) = watcher.recv().await {
                 let obj = ev.object;
                 let event = match ev.kind {
                     EventType::Added => WatchEvent::Added(obj),

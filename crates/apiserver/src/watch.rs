@@ -203,7 +203,7 @@ pub fn serve(
         }
         loop {
             tokio::select! {
-                ev = watcher.events.recv() => {
+                ev = watcher.recv() => {
                     let Some(ev) = ev else { return };
                     last_revision = ev.revision;
                     if let Some(kind) = filter.translate(&ev)

@@ -1,7 +1,9 @@
 //! The watch hub: live subscribers plus a bounded history window for replay.
 
-use crate::{Event, StoreError, Watcher};
+use crate::{Event, EventType, Key, StoreError, Watcher};
+use serde_json::Value;
 use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 /// The largest capacity a tokio bounded channel accepts.
@@ -17,12 +19,66 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, event: &Event) -> bool {
-        self.prefix.as_deref().is_none_or(|p| p == event.key.prefix)
+    fn matches(&self, key: &Key) -> bool {
+        self.prefix.as_deref().is_none_or(|p| p == key.prefix)
             && self
                 .namespace
                 .as_deref()
-                .is_none_or(|ns| ns == event.key.namespace)
+                .is_none_or(|ns| ns == key.namespace)
+    }
+}
+
+/// An event in the history window. It holds the JSON texts, which the index and the
+/// neighbouring versions share, but only weak references to the lean trees: a superseded
+/// version's tree (about five times its text) is freed with its last reader, and rebuilt from
+/// the text if a watch replays it.
+#[derive(Clone)]
+pub(crate) struct Remembered {
+    kind: EventType,
+    revision: u64,
+    key: Key,
+    object: Weak<Value>,
+    json: Arc<str>,
+    prev: Option<(Weak<Value>, Arc<str>)>,
+}
+
+impl Remembered {
+    fn new(event: &Event) -> Remembered {
+        Remembered {
+            kind: event.kind,
+            revision: event.revision,
+            key: event.key.clone(),
+            object: Arc::downgrade(&event.object),
+            json: Arc::clone(&event.json),
+            prev: event
+                .prev
+                .as_ref()
+                .zip(event.prev_json.as_ref())
+                .map(|(tree, json)| (Arc::downgrade(tree), Arc::clone(json))),
+        }
+    }
+
+    /// The event as it was published: the lean trees are the shared ones while they live,
+    /// else parsed again from the texts (equal to the originals: both are the lean form of
+    /// the same committed text).
+    pub(crate) fn into_event(self) -> Event {
+        let rebuild = |tree: &Weak<Value>, json: &str| {
+            tree.upgrade().unwrap_or_else(|| {
+                let mut object = crate::index::parse(json);
+                crate::make_lean(&mut object);
+                Arc::new(object)
+            })
+        };
+        let prev = self.prev.as_ref().map(|(tree, json)| rebuild(tree, json));
+        Event {
+            kind: self.kind,
+            revision: self.revision,
+            object: rebuild(&self.object, &self.json),
+            key: self.key,
+            json: self.json,
+            prev,
+            prev_json: self.prev.map(|(_, json)| json),
+        }
     }
 }
 
@@ -38,7 +94,7 @@ struct Subscriber {
 pub(crate) struct Hub {
     subscribers: Vec<Subscriber>,
     /// The last events, oldest first, with consecutive revisions `base + 1 ..= latest`.
-    history: VecDeque<Event>,
+    history: VecDeque<Remembered>,
     /// The revision just before the oldest retained event: the oldest a watch may start from.
     base: u64,
     /// The most events `history` keeps.
@@ -76,7 +132,7 @@ impl Hub {
     pub fn publish<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
         for event in events {
             self.subscribers.retain(|sub| {
-                if event.revision <= sub.after || !sub.filter.matches(event) {
+                if event.revision <= sub.after || !sub.filter.matches(&event.key) {
                     return !sub.sender.is_closed();
                 }
                 match sub.sender.try_send(event.clone()) {
@@ -88,17 +144,17 @@ impl Hub {
                     Err(TrySendError::Closed(_)) => false,
                 }
             });
-            self.remember(event.clone());
+            self.remember(event);
         }
     }
 
-    fn remember(&mut self, event: Event) {
+    fn remember(&mut self, event: &Event) {
         if self.history_limit == 0 {
             self.base = event.revision;
             return;
         }
         self.history_bytes += event.json.len();
-        self.history.push_back(event);
+        self.history.push_back(Remembered::new(event));
         while self.history.len() > self.history_limit
             || (self.history_bytes > self.history_bytes_limit && self.history.len() > 1)
         {
@@ -116,8 +172,9 @@ impl Hub {
         (self.history.len(), self.history_bytes)
     }
 
-    /// Registers a subscriber for events with revision > `after`, first queuing the matching
-    /// events from the history window. Fails with `Expired` when `after` predates the window.
+    /// Registers a subscriber for events with revision > `after`; the matching events from the
+    /// history window come first (rebuilt by the watcher, outside this lock). Fails with
+    /// `Expired` when `after` predates the window.
     pub fn subscribe(&mut self, filter: Filter, after: u64) -> Result<Watcher, StoreError> {
         self.subscribers.retain(|sub| !sub.sender.is_closed());
         if after < self.base {
@@ -131,29 +188,19 @@ impl Hub {
         let skip = usize::try_from(after - self.base)
             .unwrap_or(usize::MAX)
             .min(self.history.len());
-        let replay: Vec<Event> = self
+        let replay: VecDeque<Remembered> = self
             .history
             .range(skip..)
-            .filter(|e| e.revision > after && filter.matches(e))
+            .filter(|e| e.revision > after && filter.matches(&e.key))
             .cloned()
             .collect();
-        let capacity = self
-            .watch_buffer
-            .saturating_add(replay.len())
-            .min(MAX_CHANNEL_CAPACITY);
-        let (sender, events) = mpsc::channel(capacity);
-        for event in replay {
-            // Cannot fail: the channel was sized to hold the whole replay.
-            if sender.try_send(event).is_err() {
-                return Err(StoreError::Storage("watch replay overflowed".into()));
-            }
-        }
+        let (sender, live) = mpsc::channel(self.watch_buffer);
         self.subscribers.push(Subscriber {
             filter,
             after,
             sender,
         });
-        Ok(Watcher { events })
+        Ok(Watcher { replay, live })
     }
 
     /// Number of registered subscribers (closed ones are pruned on the next publish or
@@ -182,6 +229,7 @@ mod tests {
             object: Arc::new(json!({})),
             json: Arc::from("{}"),
             prev: None,
+            prev_json: None,
         }
     }
 
@@ -202,7 +250,7 @@ mod tests {
 
     fn drain(w: &mut Watcher) -> Vec<u64> {
         let mut out = Vec::new();
-        while let Ok(e) = w.events.try_recv() {
+        while let Ok(e) = w.try_recv() {
             out.push(e.revision);
         }
         out

@@ -77,6 +77,10 @@ pub struct Event {
     /// The object before the change, lean (`None` for `Added`), so watchers with selectors can
     /// turn an object leaving their selection into a `DELETED` event.
     pub prev: Option<Arc<Value>>,
+    /// The whole object before the change as JSON text (`None` for `Added`): shared with the
+    /// previous version's event, it lets the history window rebuild `prev` after its tree is
+    /// gone.
+    pub prev_json: Option<Arc<str>>,
 }
 
 /// Store failures.
@@ -110,8 +114,30 @@ pub enum StoreError {
 /// A watch subscription. Dropping it unsubscribes. If the watcher falls too far behind, the
 /// store closes the channel; the client then re-lists, as after a 410.
 pub struct Watcher {
-    /// Events in revision order.
-    pub events: tokio::sync::mpsc::Receiver<Event>,
+    /// Events from the history window, rebuilt from their text as they are received (outside
+    /// the hub's lock); they all come before anything on `live`.
+    replay: std::collections::VecDeque<hub::Remembered>,
+    /// Events committed after the subscription, in revision order.
+    live: tokio::sync::mpsc::Receiver<Event>,
+}
+
+impl Watcher {
+    /// The next event in revision order; `None` when the watch has ended (the store dropped a
+    /// watcher that fell too far behind). Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Event> {
+        match self.replay.pop_front() {
+            Some(remembered) => Some(remembered.into_event()),
+            None => self.live.recv().await,
+        }
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_recv(&mut self) -> Result<Event, tokio::sync::mpsc::error::TryRecvError> {
+        match self.replay.pop_front() {
+            Some(remembered) => Ok(remembered.into_event()),
+            None => self.live.try_recv(),
+        }
+    }
 }
 
 /// Tuning knobs; `StoreOptions::default()` suits the API server.

@@ -200,12 +200,13 @@ impl Staged<'_> {
     fn evaluate(&mut self, key: &Key, op: Op) -> Result<Decision, StoreError> {
         let current = self.current(key);
         let revision = self.next_revision + 1;
-        // (what happened, the whole object, its lean form if already made, the previous state)
-        let (kind, object, lean, prev) = match (op, current) {
+        // (what happened, the whole object, its lean form if already made, the previous state
+        // lean and as text)
+        let (kind, object, lean, prev, prev_json) = match (op, current) {
             (Op::Create(_), Some(_)) => return Err(StoreError::AlreadyExists),
             (Op::Create(mut object), None) => {
                 set_resource_version(&mut object, revision);
-                (EventType::Added, object, None, None)
+                (EventType::Added, object, None, None, None)
             }
             (Op::Update { .. } | Op::Delete { .. }, None) => return Err(StoreError::NotFound),
             (
@@ -238,13 +239,25 @@ impl Staged<'_> {
                 }
                 set_resource_version(&mut object, revision);
                 set_resource_version(&mut lean, revision);
-                (EventType::Modified, object, Some(lean), Some(current_lean))
+                (
+                    EventType::Modified,
+                    object,
+                    Some(lean),
+                    Some(current_lean),
+                    Some(current.json),
+                )
             }
             (Op::Delete { expected }, Some(current)) => {
                 Self::check_expected(&current, expected)?;
                 let mut last = current.whole();
                 set_resource_version(&mut last, revision);
-                (EventType::Deleted, last, None, Some(current.lean()))
+                (
+                    EventType::Deleted,
+                    last,
+                    None,
+                    Some(current.lean()),
+                    Some(current.json),
+                )
             }
         };
         let json = encode(&object)?;
@@ -255,6 +268,7 @@ impl Staged<'_> {
             object: Arc::new(lean.unwrap_or_else(|| crate::lean(&object))),
             json,
             prev,
+            prev_json,
         };
         let staged = match kind {
             EventType::Deleted => None,
@@ -464,7 +478,7 @@ mod tests {
         assert!(index.get(&key("a")).is_none());
         assert_eq!(index.get(&key("b")).expect("b").lean()["v"], 5);
         let mut events = Vec::new();
-        while let Ok(e) = watcher.events.try_recv() {
+        while let Ok(e) = watcher.try_recv() {
             events.push((e.revision, e.kind));
         }
         assert_eq!(

@@ -35,7 +35,7 @@ fn rv(obj: &Value) -> u64 {
 /// Every event already queued for `watcher` (events are published before a write returns).
 fn drain(watcher: &mut Watcher) -> Vec<Event> {
     let mut out = Vec::new();
-    while let Ok(event) = watcher.events.try_recv() {
+    while let Ok(event) = watcher.try_recv() {
         out.push(event);
     }
     out
@@ -137,10 +137,7 @@ fn identical_update_writes_and_emits_nothing() {
         .expect("no-op update");
     assert_eq!(rv(&same), 1);
     assert_eq!(store.revision(), 1);
-    assert!(matches!(
-        watcher.events.try_recv(),
-        Err(TryRecvError::Empty)
-    ));
+    assert!(matches!(watcher.try_recv(), Err(TryRecvError::Empty)));
 
     // A real change still goes through and is the next event.
     store.update(&k, object("a", "2"), None).expect("update");
@@ -336,7 +333,7 @@ fn slow_watcher_is_dropped_and_others_continue() {
     assert_eq!(fast_seen, (1..=10).collect::<Vec<_>>());
     assert_eq!(revisions(&drain(&mut slow)), vec![1, 2, 3, 4]);
     assert!(
-        matches!(slow.events.try_recv(), Err(TryRecvError::Disconnected)),
+        matches!(slow.try_recv(), Err(TryRecvError::Disconnected)),
         "the slow watcher's channel is closed"
     );
     assert_eq!(store.watcher_count(), 1);
@@ -452,10 +449,7 @@ fn a_failed_commit_leaves_no_trace() {
     assert!(matches!(failed, Err(StoreError::Storage(_))), "{failed:?}");
     assert_eq!(store.get(&key("p", "", "b")), None);
     assert_eq!(store.revision(), 1);
-    assert!(matches!(
-        watcher.events.try_recv(),
-        Err(TryRecvError::Empty)
-    ));
+    assert!(matches!(watcher.try_recv(), Err(TryRecvError::Empty)));
 
     outside.execute_batch("ROLLBACK").expect("release the lock");
     drop(outside);
@@ -752,6 +746,69 @@ fn with_managed_fields(name: &str, data: &str, manager: &str) -> Value {
     obj["metadata"]["managedFields"] =
         json!([{"manager": manager, "operation": "Update", "fieldsV1": {"f:data": {"f:v": {}}}}]);
     obj
+}
+
+/// The history window keeps superseded versions as text only; a replay rebuilds each event
+/// as it was published: lean object, previous state, both texts.
+#[test]
+fn replayed_superseded_versions_equal_the_published_events() {
+    let store = Store::in_memory().expect("open");
+    let k = key("core/configmaps", "ns", "a");
+    let mut live = store.watch(None, None, 0).expect("watch");
+    store
+        .create(&k, with_managed_fields("a", "1", "m1"))
+        .expect("create");
+    store
+        .update(&k, with_managed_fields("a", "2", "m2"), None)
+        .expect("update");
+    store
+        .update(&k, with_managed_fields("a", "3", "m3"), None)
+        .expect("update");
+    store.delete(&k, None).expect("delete");
+    let published = drain(&mut live);
+    assert_eq!(published.len(), 4);
+    // Only the channel's copies held the superseded trees; with them gone, a replay parses
+    // the texts again.
+    type Copy = (
+        EventType,
+        u64,
+        Value,
+        Arc<str>,
+        Option<Value>,
+        Option<Arc<str>>,
+    );
+    let snapshot: Vec<Copy> = published
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.revision,
+                (*e.object).clone(),
+                e.json.clone(),
+                e.prev.as_deref().cloned(),
+                e.prev_json.clone(),
+            )
+        })
+        .collect();
+    drop(published);
+    let mut replay = store.watch(None, None, 0).expect("watch from the start");
+    let replayed = drain(&mut replay);
+    assert_eq!(replayed.len(), snapshot.len());
+    for (e, (kind, revision, object, json, prev, prev_json)) in replayed.iter().zip(&snapshot) {
+        assert_eq!((e.kind, e.revision), (*kind, *revision));
+        assert_eq!(*e.object, *object, "object of revision {revision}");
+        assert!(e.object["metadata"].get("managedFields").is_none());
+        assert_eq!(&e.json, json);
+        assert_eq!(
+            e.prev.as_deref(),
+            prev.as_ref(),
+            "prev of revision {revision}"
+        );
+        assert_eq!(&e.prev_json, prev_json);
+    }
+    assert_eq!(replayed[1].prev.as_ref().expect("prev")["data"]["v"], "1");
+    assert_eq!(replayed[3].object["data"]["v"], "3");
+    assert_eq!(rv(&replayed[3].object), 4);
 }
 
 #[test]

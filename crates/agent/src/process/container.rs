@@ -296,7 +296,9 @@ impl<C: Client> Run<C> {
                 return false;
             }
             step = match step {
-                Step::Launch(n) => match self.launch(n).await {
+                // Each step's future is boxed: only the step under way takes memory (an idle
+                // container's task holds the monitor's state, not the launch's as well).
+                Step::Launch(n) => match Box::pin(self.launch(n)).await {
                     Some(s) => s,
                     None => return false,
                 },
@@ -305,7 +307,7 @@ impl<C: Client> Run<C> {
                     started,
                     dialer,
                     adopted_ready,
-                } => match self.monitor(run, started, dialer, adopted_ready).await {
+                } => match Box::pin(self.monitor(run, started, dialer, adopted_ready)).await {
                     Some(s) => s,
                     None => return false,
                 },
@@ -824,22 +826,8 @@ impl<C: Client> Run<C> {
                 killed_by_probe: false,
             }),
             Err(request) => {
-                self.update(|ci| ci.ready = false);
-                self.event(PodEvent::normal(
-                    "Killing",
-                    request.event_message(&self.c.name),
-                ))
-                .await;
-                let grace = self.p.grace();
-                let deadline = Instant::now() + grace;
-                if let Some(pre) = self.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) {
-                    let _ =
-                        tokio::time::timeout(grace, run_hook(&target, &self.c, &pre, grace)).await;
-                }
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_secs(2).min(grace));
-                let record = stop_run(dir, left).await?;
+                let message = request.event_message(&self.c.name);
+                let record = Box::pin(self.kill_for_probe(message, &target, dir)).await?;
                 Some(Step::Exited {
                     run,
                     record,
@@ -848,6 +836,28 @@ impl<C: Client> Run<C> {
                 })
             }
         }
+    }
+
+    /// Stops a run a probe failed (liveness or startup): the Killing Event, the preStop hook,
+    /// then SIGTERM and SIGKILL within the grace period. Kept out of [`Self::monitor`] so the
+    /// idle monitor's state does not hold room for it.
+    async fn kill_for_probe(
+        &mut self,
+        message: String,
+        target: &RunTarget,
+        dir: PathBuf,
+    ) -> Option<ExitRecord> {
+        self.update(|ci| ci.ready = false);
+        self.event(PodEvent::normal("Killing", message)).await;
+        let grace = self.p.grace();
+        let deadline = Instant::now() + grace;
+        if let Some(pre) = self.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) {
+            let _ = tokio::time::timeout(grace, run_hook(target, &self.c, &pre, grace)).await;
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(2).min(grace));
+        stop_run(dir, left).await
     }
 }
 

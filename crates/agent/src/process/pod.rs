@@ -201,6 +201,9 @@ pub(crate) async fn pod_worker<C: Client>(
             async move { run_pod(&ctx2, &p2, cancel_rx).await },
         ));
     }
+    // The first version of the pod is stale once it changes: the worker keeps only what it
+    // took from it (newer versions come from `pod_rx`, shared with the informer).
+    drop(pod);
     let end = loop {
         if meta::deletion_timestamp(&pod_rx.borrow_and_update()).is_some() {
             break End::Deleted;
@@ -243,7 +246,15 @@ pub(crate) async fn pod_worker<C: Client>(
     };
     // Only a deletion drains: after a stop of `slipway serve` the pod comes back with the
     // same uid, and a vanished pod (force-deleted) is to go at once.
-    terminate(&ctx, &p, grace, end != End::Vanished, end == End::Deleted).await;
+    // Boxed: an idle pod's worker keeps no room for the stop's state.
+    Box::pin(terminate(
+        &ctx,
+        &p,
+        grace,
+        end != End::Vanished,
+        end == End::Deleted,
+    ))
+    .await;
     for b in background {
         b.abort();
     }
@@ -296,7 +307,10 @@ async fn run_pod<C: Client>(ctx: &Arc<Ctx<C>>, p: &Arc<PodCtx>, cancel: watch::R
             container::mark_init_done(ctx, p, i);
             continue;
         }
-        if !container::run_container(ctx.clone(), p.clone(), Kind::Init, i, cancel.clone()).await {
+        let init = container::run_container(ctx.clone(), p.clone(), Kind::Init, i, cancel.clone());
+        // Boxed, so the pod's task does not keep room for a container's state once the init
+        // containers are done.
+        if !Box::pin(init).await {
             return;
         }
     }
@@ -497,19 +511,27 @@ async fn pin_netns<C: Client>(ctx: &Ctx<C>, p: &PodCtx) {
 async fn status_writer<C: Client>(ctx: Arc<Ctx<C>>, p: Arc<PodCtx>) {
     let info = resources::lookup("", "v1", "pods").expect("pods are served");
     let mut pod_rx = p.pod_rx.clone();
-    let mut last_written: Option<Value> = None;
+    // A digest of the last status written, not the status itself: this task lives as long
+    // as the pod, and an idle pod's task holds no object tree.
+    let mut last_written: Option<u64> = None;
     loop {
-        let pod = pod_rx.borrow_and_update().clone();
-        let known = p.shared.info.lock().clone();
-        let status = build_status(&pod, &known, (ctx.clock)());
-        if p.shared.may_report()
-            && pod.get("status") != Some(&status)
-            && last_written.as_ref() != Some(&status)
-        {
-            let mut updated = (*pod).clone();
-            updated["status"] = status.clone();
+        let update = {
+            let pod = pod_rx.borrow_and_update().clone();
+            let known = p.shared.info.lock().clone();
+            let status = build_status(&pod, &known, (ctx.clock)());
+            let digest = digest(&status);
+            (p.shared.may_report()
+                && pod.get("status") != Some(&status)
+                && last_written != Some(digest))
+            .then(|| {
+                let mut updated = (*pod).clone();
+                updated["status"] = status;
+                (updated, digest)
+            })
+        };
+        if let Some((updated, digest)) = update {
             match ctx.client.replace_status(info, updated).await {
-                Ok(_) => last_written = Some(status),
+                Ok(_) => last_written = Some(digest),
                 Err(e) if e.code == 404 => return,
                 Err(e) => {
                     if e.code != 409 {
@@ -527,6 +549,14 @@ async fn status_writer<C: Client>(ctx: Arc<Ctx<C>>, p: Arc<PodCtx>) {
             r = pod_rx.changed() => if r.is_err() { return },
         }
     }
+}
+
+/// A digest of a JSON value's text (equal values, equal digests).
+fn digest(value: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The ports a container serves: its declared TCP `containerPort`s, or, when it declares
