@@ -201,6 +201,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .register_fn("controllers", || async {
                 Ok::<_, std::convert::Infallible>(slipway_controllers::metrics::render_prometheus())
             });
+        running.metrics.register_fn("heap", || async {
+            Ok::<_, std::convert::Infallible>(render_heap_metrics())
+        });
         if args.runtime == Runtime::Process {
             let data_dir = args.data_dir.clone();
             running.metrics.register_fn("proxy", move || {
@@ -325,4 +328,33 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The heap's live and free bytes, from the C allocator (glibc's `mallinfo2`, summed over its
+/// arenas), as Prometheus gauges: what the process's objects take, apart from what the
+/// allocator keeps for reuse (Go components export the same as `go_memstats_heap_*`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn render_heap_metrics() -> String {
+    // SAFETY: `mallinfo2` takes no arguments and only reads the allocator's statistics
+    // (under each arena's lock); it is safe to call from any thread at any time.
+    let info = unsafe { libc::mallinfo2() };
+    format!(
+        "# HELP slipway_heap_allocated_bytes Bytes in live heap allocations (the allocator's \
+         in-use bytes, including large mapped blocks).\n\
+         # TYPE slipway_heap_allocated_bytes gauge\n\
+         slipway_heap_allocated_bytes {}\n\
+         # HELP slipway_heap_free_bytes Free bytes the allocator keeps in its arenas for reuse \
+         (resident until trimmed).\n\
+         # TYPE slipway_heap_free_bytes gauge\n\
+         slipway_heap_free_bytes {}\n",
+        info.uordblks + info.hblkhd,
+        info.fordblks
+    )
+}
+
+/// Other allocators give no statistics: no heap gauges.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn render_heap_metrics() -> String {
+    String::new()
 }

@@ -249,3 +249,44 @@ fn events_expire_after_their_time_to_live() {
         || (s.kubectl(&["get", "event", "old.1"]).code != 0).then_some(()),
     );
 }
+
+fn heap_allocated(s: &Server) -> u64 {
+    let (code, body) = s.http("GET", "/metrics", None, b"", true);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("# TYPE slipway_heap_free_bytes gauge"),
+        "no heap gauges in /metrics"
+    );
+    body.lines()
+        .find_map(|l| l.strip_prefix("slipway_heap_allocated_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("slipway_heap_allocated_bytes in /metrics")
+}
+
+/// `/metrics` reports the live heap (the benchmarks read memory per pod from it): it grows by
+/// at least the text of what is stored.
+#[test]
+fn the_live_heap_gauge_grows_with_what_is_stored() {
+    let s = Server::start();
+    let before = heap_allocated(&s);
+    assert!(before > 0);
+    let value = "x".repeat(10_000);
+    for i in 0..100 {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("big-{i}")}, "data": {"v": value}});
+        let (code, out) = s.http(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+            true,
+        );
+        assert_eq!(code, 201, "{out}");
+    }
+    let after = heap_allocated(&s);
+    assert!(
+        after >= before + 1_000_000,
+        "100 ConfigMaps of 10 kB each took {} bytes of live heap ({before} -> {after})",
+        after.saturating_sub(before)
+    );
+}
