@@ -14,10 +14,11 @@
 //! stderr channel with a TTY, as Kubernetes), and every later size message resizes it. A
 //! [`PodIo`] without terminal support runs the command with pipes instead.
 //!
-//! `attach` shows the container's output as it is written to its log (the runtime keeps no
-//! stdin open for the container, so `attach -i` is refused; with `tty=true`, which kubectl
-//! only sends for a container whose spec asks for a TTY, stdout and stderr are both shown on
-//! channel 1 and size messages are ignored: containers never run on a terminal here).
+//! `attach` shows the container's output as it is written to its log. With `stdin=true`
+//! (`attach -i`, only for a container whose spec keeps stdin open: `stdin: true`) or
+//! `tty=true` (which kubectl only sends for a container with `tty: true`), the session also
+//! connects to the container through [`PodIo::attach`]: stdin, its end and terminal sizes go
+//! there, and with a terminal the output comes from there, raw, on channel 1.
 //!
 //! hyper hands the upgraded connection out through an `OnUpgrade` in the request's
 //! extensions; [`capture_upgrades`] keeps it (with the raw query string, which carries the
@@ -25,7 +26,7 @@
 
 use crate::http::AppState;
 use crate::logs::{self, Assembler, FollowPos, LogLine, PodIds, Stream};
-use crate::podio::{ExecProcess, ExecRequest, PodIo, ResizeFn, Terminal};
+use crate::podio::{AttachMessage, ExecProcess, ExecRequest, PodIo, ResizeFn, Terminal};
 use crate::target::ResourceTarget;
 use axum::body::Body;
 use axum::extract::Request;
@@ -224,11 +225,11 @@ pub async fn serve(
             "you must specify at least one command for the container",
         ));
     }
-    if sub == Subresource::Attach && opts.stdin {
-        return Err(ApiError::bad_request(
-            "attaching with stdin is not supported: this runtime does not keep the container's \
-             stdin open; attach without -i to see its output, or use kubectl exec",
-        ));
+    if sub == Subresource::Attach && opts.stdin && !container_flag(&pod, &container, "stdin") {
+        return Err(ApiError::bad_request(format!(
+            "container {container} in pod {pod_name} does not keep its stdin open (its spec \
+             has no stdin: true); attach without -i to see its output, or use kubectl exec"
+        )));
     }
     let websocket = *method == Method::GET && header_has(headers, header::UPGRADE, "websocket");
     if !websocket {
@@ -285,10 +286,17 @@ pub async fn serve(
         }
         _ => {
             let (pod_io2, ids2, container2) = (pod_io.clone(), ids.clone(), container.clone());
+            // With stdin or a terminal, the session also connects to the container; the
+            // terminal's output then comes from there, raw.
+            let connect = opts.stdin || (opts.tty && container_flag(&pod, &container, "tty"));
             // Output written from now on is shown: the position is taken before the 101.
             let files = tokio::task::spawn_blocking(move || {
-                logs::find_files(pod_io2.as_ref(), &ids2, &container2, false)
-                    .map(|f| (FollowPos::at_end(&f), f))
+                let files = logs::find_files(pod_io2.as_ref(), &ids2, &container2, false)
+                    .map(|f| (FollowPos::at_end(&f), f))?;
+                let stream = connect
+                    .then(|| pod_io2.attach(&ids2.namespace, &ids2.name, &ids2.uid, &container2))
+                    .transpose()?;
+                Ok((files, stream))
             })
             .await
             .map_err(|e| ApiError::internal(format!("attach failed: {e}")))?;
@@ -325,11 +333,17 @@ struct ExecStart {
     request: ExecRequest,
 }
 
+type AttachStart = (
+    (FollowPos, crate::podio::LogFiles),
+    Option<crate::podio::AttachStream>,
+);
+
 enum Session {
     Exec(Result<Child, ApiError>),
     ExecTty(ExecStart),
     Attach {
-        files: Result<(FollowPos, crate::podio::LogFiles), ApiError>,
+        /// Where the log follow starts, and the container's stdin or terminal.
+        files: Result<AttachStart, ApiError>,
         pod_io: Arc<dyn PodIo>,
         ids: PodIds,
         container: String,
@@ -383,11 +397,16 @@ async fn run(on_upgrade: OnUpgrade, session: Session, opts: StreamOptions) {
         Session::Exec(Ok(child)) => run_exec(ws, child, Vec::new()).await,
         Session::ExecTty(start) => start_exec_tty(ws, start, opts).await,
         Session::Attach {
-            files: Ok((pos, files)),
+            files: Ok((log, stream)),
             pod_io,
             ids,
             container,
-        } => run_attach(ws, (pos, files), pod_io, ids, container, opts).await,
+        } => match stream {
+            Some(stream) => {
+                run_attach_connected(ws, log, stream, pod_io, ids, container, opts).await
+            }
+            None => run_attach(ws, log, pod_io, ids, container, opts).await,
+        },
     }
 }
 
@@ -415,6 +434,17 @@ enum ClientMessage {
     Ignored,
     /// The client closed the connection or it failed.
     Gone,
+}
+
+/// Whether the spec of the pod's container `name` sets the boolean `field` (`stdin`, `tty`).
+fn container_flag(pod: &Value, name: &str, field: &str) -> bool {
+    ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|list| pod.pointer(&format!("/spec/{list}"))?.as_array())
+        .flatten()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|c| c.get(field)?.as_bool())
+        .unwrap_or(false)
 }
 
 /// A channel 4 message body: `{"Width":W,"Height":H}` (kubectl's `TerminalSize`).
@@ -804,16 +834,16 @@ async fn run_exec_tty(
     kill(child).await;
 }
 
-async fn run_attach(
-    mut ws: Ws,
+/// Starts following the container's log from `pos` on a thread of its own; its lines come
+/// out of the returned channel, which ends with the container's output.
+fn follow_log(
     (pos, files): (FollowPos, crate::podio::LogFiles),
     pod_io: Arc<dyn PodIo>,
     ids: PodIds,
     container: String,
-    opts: StreamOptions,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<LogLine>>(16);
-    let spawned = std::thread::Builder::new()
+) -> Result<tokio::sync::mpsc::Receiver<Vec<LogLine>>, ApiError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<LogLine>>(16);
+    std::thread::Builder::new()
         .name("pod-attach".into())
         .spawn(move || {
             let mut emit = |lines: Vec<LogLine>| {
@@ -828,30 +858,56 @@ async fn run_attach(
                 Assembler::default(),
                 &mut emit,
             );
-        });
-    if let Err(e) = spawned {
-        let e = ApiError::internal(format!("starting attach: {e}"));
-        return finish(&mut ws, &status_error(&e)).await;
+        })
+        .map_err(|e| ApiError::internal(format!("starting attach: {e}")))?;
+    Ok(rx)
+}
+
+/// Sends log lines on their channels (stderr on stdout with a terminal); false when the
+/// client is gone.
+async fn send_lines(ws: &mut Ws, lines: Vec<LogLine>, opts: &StreamOptions) -> bool {
+    for l in lines {
+        let channel = match l.stream {
+            Stream::Stderr if !opts.tty => STDERR,
+            _ => STDOUT,
+        };
+        let wanted = if channel == STDERR {
+            opts.stderr
+        } else {
+            opts.stdout
+        };
+        if !wanted {
+            continue;
+        }
+        let mut data = l.content;
+        data.push(b'\n');
+        if ws.send(frame(channel, &data)).await.is_err() {
+            return false;
+        }
     }
+    true
+}
+
+/// Attach without stdin or a terminal: the container's output as its log shows it.
+async fn run_attach(
+    mut ws: Ws,
+    log: (FollowPos, crate::podio::LogFiles),
+    pod_io: Arc<dyn PodIo>,
+    ids: PodIds,
+    container: String,
+    opts: StreamOptions,
+) {
+    let mut rx = match follow_log(log, pod_io, ids, container) {
+        Ok(rx) => rx,
+        Err(e) => return finish(&mut ws, &status_error(&e)).await,
+    };
     let mut no_stdin = None;
     loop {
         tokio::select! {
             lines = rx.recv() => {
                 let Some(lines) = lines else { break };
-                for l in lines {
-                    let channel = match l.stream {
-                        Stream::Stderr if !opts.tty => STDERR,
-                        _ => STDOUT,
-                    };
-                    let wanted = if channel == STDERR { opts.stderr } else { opts.stdout };
-                    if !wanted {
-                        continue;
-                    }
-                    let mut data = l.content;
-                    data.push(b'\n');
-                    if ws.send(frame(channel, &data)).await.is_err() {
-                        return;
-                    }
+                if !send_lines(&mut ws, lines, &opts).await {
+                    return;
                 }
             }
             m = ws.next() => {
@@ -862,6 +918,105 @@ async fn run_attach(
         }
     }
     finish(&mut ws, &status_success()).await;
+}
+
+/// Attach connected to the container (`attach -i`, or `-t` to a container with a terminal):
+/// stdin, its end and terminal sizes go to the container. With a terminal its output comes
+/// from the connection, raw, on channel 1; without one, from the log as in [`run_attach`].
+/// The session ends when the container's output does (it exited) or when the client leaves,
+/// which ends the connection (and, with `stdinOnce`, the container's stdin).
+async fn run_attach_connected(
+    mut ws: Ws,
+    log: (FollowPos, crate::podio::LogFiles),
+    stream: crate::podio::AttachStream,
+    pod_io: Arc<dyn PodIo>,
+    ids: PodIds,
+    container: String,
+    opts: StreamOptions,
+) {
+    let encode = stream.encode;
+    let connected = stream
+        .stream
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(stream.stream));
+    let (mut from_container, mut to_container) = match connected {
+        Ok(s) => s.into_split(),
+        Err(e) => {
+            let e = ApiError::internal(format!("attach failed: {e}"));
+            return finish(&mut ws, &status_error(&e)).await;
+        }
+    };
+    // Written by a task of its own, so a container that does not read its stdin never stops
+    // its output from being relayed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if to_container.write_all(&message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut log_lines = if opts.tty {
+        None
+    } else {
+        match follow_log(log, pod_io, ids, container) {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                writer.abort();
+                return finish(&mut ws, &status_error(&e)).await;
+            }
+        }
+    };
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut stdin_open = opts.stdin;
+    loop {
+        tokio::select! {
+            lines = async { log_lines.as_mut()?.recv().await }, if log_lines.is_some() => {
+                let Some(lines) = lines else { break };
+                if !send_lines(&mut ws, lines, &opts).await {
+                    break;
+                }
+            }
+            n = from_container.read(&mut buf), if opts.tty => match n {
+                Ok(n) if n > 0 => {
+                    if opts.stdout && ws.send(frame(STDOUT, &buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {
+                    // The container exited (the shim closed the connection).
+                    writer.abort();
+                    return finish(&mut ws, &status_success()).await;
+                }
+            },
+            m = ws.next() => {
+                let message = match decode(m) {
+                    ClientMessage::Stdin(data) if stdin_open => {
+                        Some(encode(AttachMessage::Stdin(&data)))
+                    }
+                    ClientMessage::CloseStdin if stdin_open => {
+                        stdin_open = false;
+                        Some(encode(AttachMessage::CloseStdin))
+                    }
+                    ClientMessage::Resize { width, height } if opts.tty => {
+                        Some(encode(AttachMessage::Resize(width, height)))
+                    }
+                    ClientMessage::Gone => break,
+                    _ => None,
+                };
+                if let Some(message) = message
+                    && tx.send(message).await.is_err()
+                {
+                    stdin_open = false;
+                }
+            }
+        }
+    }
+    writer.abort();
+    if log_lines.is_some() {
+        // The log ended: the container exited.
+        finish(&mut ws, &status_success()).await;
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,26 @@ impl ExecRequest {
 /// Both methods are called on a blocking thread. Errors are returned to the client as the
 /// `Status` of the request (use [`ApiError::bad_request`] for "container not running" and the
 /// like).
+/// What an attach session sends a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMessage<'a> {
+    /// Bytes for its stdin.
+    Stdin(&'a [u8]),
+    /// The terminal's new size: columns, rows.
+    Resize(u16, u16),
+    /// The client's stdin ended.
+    CloseStdin,
+}
+
+/// A connection to a running container for an attach session ([`PodIo::attach`]). With a
+/// terminal, the container's output comes out of `stream` raw; the stream ends when the
+/// container has exited.
+pub struct AttachStream {
+    pub stream: std::os::unix::net::UnixStream,
+    /// How a message is written to `stream`.
+    pub encode: fn(AttachMessage<'_>) -> Vec<u8>,
+}
+
 pub trait PodIo: Send + Sync + 'static {
     /// The log files of a container of the pod `namespace/pod` (with `uid`): of its current
     /// (or last) run, or with `previous` of the run before that. `Ok(None)` when there is no
@@ -136,6 +156,23 @@ pub trait PodIo: Send + Sync + 'static {
                 child,
                 terminal: None,
             })
+    }
+
+    /// Connects to the running container's stdin (kept open: `stdin: true`) or terminal
+    /// (`tty: true`), for `kubectl attach -i` or `-t`. The default: attaching that way is not
+    /// supported.
+    fn attach(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+    ) -> Result<AttachStream, ApiError> {
+        let _ = (namespace, uid);
+        Err(ApiError::bad_request(format!(
+            "attaching to container {container} of pod {pod} with stdin or a terminal is not \
+             supported by this runtime"
+        )))
     }
 }
 

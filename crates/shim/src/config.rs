@@ -118,6 +118,19 @@ pub struct ShimConfig {
     /// Rotate `container.log` to `container.log.1` once it would exceed this many bytes.
     #[serde(default = "default_log_max_bytes")]
     pub log_max_bytes: u64,
+    /// The container's stdin stays open (`spec.containers[].stdin`): the shim holds it and
+    /// `kubectl attach -i` writes to it through the attach socket. Otherwise stdin is
+    /// `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Stdin is closed (end of file for the container) when the first attach session that
+    /// wrote to it ends (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// The container runs on a pseudo-terminal (`tty`): stdin, stdout and stderr are its
+    /// slave side; its output is logged as stdout and sent raw to attach sessions.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl ShimConfig {
@@ -141,6 +154,9 @@ impl ShimConfig {
             isolation: IsolationConfig::default(),
             resources: ResourceLimits::default(),
             log_max_bytes: default_log_max_bytes(),
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 

@@ -131,11 +131,65 @@ impl Plan {
     }
 }
 
-/// A started container process and the read ends of its output pipes.
+/// A started container process and the shim's side of its standard streams.
 pub(crate) struct Started {
     pub pid: i32,
-    pub stdout: PipeReader,
-    pub stderr: PipeReader,
+    pub io: ShimIo,
+}
+
+/// The shim's side of a container's standard streams.
+pub(crate) enum ShimIo {
+    /// Output pipes, and the write end of stdin when it is kept open (`stdin: true`).
+    Pipes {
+        stdout: File,
+        stderr: File,
+        stdin: Option<File>,
+    },
+    /// The master side of the container's pseudo-terminal (`tty: true`): its output (both
+    /// streams) and its input.
+    Terminal(File),
+}
+
+/// The container's side of its standard streams, for one start attempt.
+enum ChildIo {
+    /// Pipes; stdin is `/dev/null` unless it is kept open.
+    Pipes {
+        stdin: Option<PipeReader>,
+        stdout: PipeWriter,
+        stderr: PipeWriter,
+    },
+    /// The slave side of a pseudo-terminal: stdin, stdout, stderr and controlling terminal.
+    Terminal(File),
+}
+
+/// Opens the streams of one start attempt as the configuration asks: a pseudo-terminal
+/// (`tty`), else pipes (with a stdin pipe for `stdin`).
+fn open_io(cfg: &ShimConfig) -> std::io::Result<(ShimIo, ChildIo)> {
+    if cfg.tty {
+        let (master, slave) = crate::tty::open_pty()?;
+        return Ok((ShimIo::Terminal(master), ChildIo::Terminal(slave)));
+    }
+    let (out_r, out_w) = std::io::pipe()?;
+    let (err_r, err_w) = std::io::pipe()?;
+    let (stdin_r, stdin_w) = if cfg.stdin {
+        let (r, w) = std::io::pipe()?;
+        (Some(r), Some(File::from(std::os::fd::OwnedFd::from(w))))
+    } else {
+        (None, None)
+    };
+    let file = |r: PipeReader| File::from(std::os::fd::OwnedFd::from(r));
+    Ok((
+        ShimIo::Pipes {
+            stdout: file(out_r),
+            stderr: file(err_r),
+            stdin: stdin_w,
+        },
+        ChildIo::Pipes {
+            stdin: stdin_r,
+            stdout: out_w,
+            stderr: err_w,
+        },
+    ))
 }
 
 /// Why a start attempt failed.
@@ -187,6 +241,8 @@ struct ChildSetup {
     workdir: PathBuf,
     cgroup_procs: Option<File>,
     diag: Option<std::io::PipeWriter>,
+    /// Stdin is a terminal to become the controlling terminal of a new session.
+    terminal: bool,
 }
 
 impl ChildSetup {
@@ -199,6 +255,11 @@ impl ChildSetup {
     }
 
     fn run(&mut self) -> std::io::Result<()> {
+        if self.terminal
+            && let Err(e) = crate::tty::take_controlling_terminal()
+        {
+            return Err(self.fail("take the terminal", e));
+        }
         if let Some(f) = &mut self.cgroup_procs {
             // "0" moves the writing process itself, whatever its PID namespace.
             if let Err(e) = f.write_all(b"0") {
@@ -337,15 +398,28 @@ fn setup_mounts(m: &MountSetup) -> Result<(), (String, nix::Error)> {
     Ok(())
 }
 
-fn base_command(cfg: &ShimConfig, out_w: PipeWriter, err_w: PipeWriter) -> Command {
+fn base_command(cfg: &ShimConfig, io: ChildIo) -> std::io::Result<Command> {
     let mut cmd = Command::new(&cfg.argv[0]);
     cmd.args(&cfg.argv[1..])
         .env_clear()
-        .envs(cfg.container_env())
-        .stdin(Stdio::null())
-        .stdout(out_w)
-        .stderr(err_w);
-    cmd
+        .envs(cfg.container_env());
+    match io {
+        ChildIo::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from))
+                .stdout(stdout)
+                .stderr(stderr);
+        }
+        ChildIo::Terminal(slave) => {
+            cmd.stdin(slave.try_clone()?)
+                .stdout(slave.try_clone()?)
+                .stderr(slave);
+        }
+    }
+    Ok(cmd)
 }
 
 fn open_cgroup_procs(cgroup_procs: Option<&Path>) -> std::io::Result<Option<File>> {
@@ -368,13 +442,12 @@ pub(crate) fn start_isolated(
     cgroup_procs: Option<&Path>,
 ) -> Result<Started, StartFailure> {
     let setup_err = |what: &str, e: std::io::Error| StartFailure::Setup(format!("{what}: {e}"));
-    let (out_r, out_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
-    let (err_r, err_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
+    let (shim_io, child_io) = open_io(cfg).map_err(|e| setup_err("open stdio", e))?;
     let (mut res_r, mut res_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
     match sys::fork_process().map_err(|e| setup_err("fork", e))? {
         sys::Forked::Child => {
-            drop((out_r, err_r, res_r));
-            let msg = match spawn_isolated(cfg, plan, cgroup_procs, out_w, err_w) {
+            drop((shim_io, res_r));
+            let msg = match spawn_isolated(cfg, plan, cgroup_procs, child_io) {
                 Ok(pid) => format!("ok {pid}"),
                 Err(StartFailure::Setup(m)) => format!("setup {m}"),
                 Err(StartFailure::Exec(m)) => format!("exec {m}"),
@@ -384,16 +457,12 @@ pub(crate) fn start_isolated(
             sys::exit_now(0)
         }
         sys::Forked::Parent { child } => {
-            drop((out_w, err_w, res_w));
+            drop((child_io, res_w));
             let mut msg = String::new();
             let _ = res_r.read_to_string(&mut msg);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
             if let Some(pid) = msg.strip_prefix("ok ").and_then(|p| p.parse::<i32>().ok()) {
-                Ok(Started {
-                    pid,
-                    stdout: out_r,
-                    stderr: err_r,
-                })
+                Ok(Started { pid, io: shim_io })
             } else if let Some(m) = msg.strip_prefix("exec ") {
                 Err(StartFailure::Exec(m.to_string()))
             } else if let Some(m) = msg.strip_prefix("setup ") {
@@ -413,11 +482,11 @@ fn spawn_isolated(
     cfg: &ShimConfig,
     plan: &Plan,
     cgroup_procs: Option<&Path>,
-    out_w: PipeWriter,
-    err_w: PipeWriter,
+    io: ChildIo,
 ) -> Result<i32, StartFailure> {
     let setup_err = |what: &str, e: std::io::Error| StartFailure::Setup(format!("{what}: {e}"));
-    let mut cmd = base_command(cfg, out_w, err_w);
+    let terminal = matches!(io, ChildIo::Terminal(_));
+    let mut cmd = base_command(cfg, io).map_err(|e| setup_err("stdio", e))?;
     let (mut diag_r, diag_w) = std::io::pipe().map_err(|e| setup_err("pipe", e))?;
     // The pod's namespace when the agent pinned one, else a namespace of this run alone.
     let join_net = match &cfg.isolation.network_namespace_file {
@@ -459,6 +528,7 @@ fn spawn_isolated(
         workdir: cfg.effective_working_dir(),
         cgroup_procs: open_cgroup_procs(cgroup_procs).map_err(|e| setup_err("cgroup", e))?,
         diag: Some(diag_w),
+        terminal,
     };
     sys::set_pre_exec(&mut cmd, move || setup.run());
     if plan.pid_ns {
@@ -490,16 +560,23 @@ pub(crate) fn start_plain(
     cfg: &ShimConfig,
     cgroup_procs: Option<&Path>,
 ) -> Result<Started, StartFailure> {
-    let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
-    let ((out_r, out_w), (err_r, err_w)) =
-        pipes.map_err(|e| StartFailure::Exec(format!("pipes: {e}")))?;
-    let mut cmd = base_command(cfg, out_w, err_w);
-    cmd.process_group(0)
-        .current_dir(cfg.effective_working_dir());
-    use std::os::unix::process::CommandExt;
+    let (shim_io, child_io) =
+        open_io(cfg).map_err(|e| StartFailure::Exec(format!("stdio: {e}")))?;
+    let terminal = matches!(child_io, ChildIo::Terminal(_));
+    let mut cmd =
+        base_command(cfg, child_io).map_err(|e| StartFailure::Exec(format!("stdio: {e}")))?;
+    cmd.current_dir(cfg.effective_working_dir());
+    if !terminal {
+        // On a terminal the container leads a new session (and so its own group) instead.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
     let mut cgroup =
         open_cgroup_procs(cgroup_procs).map_err(|e| StartFailure::Exec(format!("cgroup: {e}")))?;
     sys::set_pre_exec(&mut cmd, move || {
+        if terminal {
+            crate::tty::take_controlling_terminal()?;
+        }
         if let Some(f) = &mut cgroup {
             f.write_all(b"0")?;
         }
@@ -513,8 +590,7 @@ pub(crate) fn start_plain(
     match spawned {
         Ok(child) => Ok(Started {
             pid: child.id() as i32,
-            stdout: out_r,
-            stderr: err_r,
+            io: shim_io,
         }),
         Err(e) => Err(StartFailure::Exec(format!(
             "cannot run {:?} in {}: {e}",

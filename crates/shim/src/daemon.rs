@@ -1,9 +1,10 @@
 //! The shim process itself: detach, start the container, copy its output into the log,
 //! forward SIGTERM, reap, record the exit.
 
+use crate::attach::{AttachServer, Watched};
 use crate::cgroup::Cgroup;
 use crate::config::ShimConfig;
-use crate::container::{self, Plan, StartFailure, Started};
+use crate::container::{self, Plan, ShimIo, StartFailure, Started};
 use crate::logs::{CriLogWriter, LogStream, rfc3339_nano};
 use crate::{ExitRecord, ShimError, ShimState, files, sys, write_atomic, write_json};
 use nix::errno::Errno;
@@ -12,7 +13,8 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::fs::File;
+use std::io::{PipeWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -225,9 +227,12 @@ fn supervise(cfg: &ShimConfig, ready: &mut Option<PipeWriter>) -> Result<i32, Sh
         working_dir: cfg.effective_working_dir(),
     };
     write_json(dir, files::STATE, &state)?;
+    let mut started = started;
+    let mut attach = open_attach(cfg, &mut started.io);
     signal_ready(ready);
 
-    let status = supervise_loop(&sfd, &started, &mut log, plan.pid_ns);
+    let status = supervise_loop(&sfd, &started, &mut log, attach.as_mut(), plan.pid_ns);
+    drop(attach);
     let finished_at = now();
     let _ = log.finish(LogStream::Stdout);
     let _ = log.finish(LogStream::Stderr);
@@ -267,8 +272,38 @@ fn signal_ready(ready: &mut Option<PipeWriter>) {
     }
 }
 
+/// The attach socket, for a container that keeps stdin open or runs on a terminal; `None`
+/// (with the reason in `shim.log`) when it cannot be opened: the container runs anyway.
+/// The stdin pipe's write end moves to the server, so that closing it there is the end of
+/// file for the container.
+fn open_attach(cfg: &ShimConfig, io: &mut ShimIo) -> Option<AttachServer> {
+    if !(cfg.stdin || cfg.tty) {
+        return None;
+    }
+    let input = match io {
+        ShimIo::Pipes { stdin, .. } => Ok(stdin.take()),
+        ShimIo::Terminal(master) if cfg.stdin => master.try_clone().map(Some),
+        ShimIo::Terminal(_) => Ok(None),
+    };
+    let opened = input.and_then(|input| {
+        AttachServer::listen(
+            &cfg.state_dir,
+            input,
+            matches!(io, ShimIo::Terminal(_)),
+            cfg.stdin_once,
+        )
+    });
+    match opened {
+        Ok(server) => Some(server),
+        Err(e) => {
+            eprintln!("slipway-shim: cannot open the attach socket: {e}");
+            None
+        }
+    }
+}
+
 struct Output<'a> {
-    reader: &'a PipeReader,
+    reader: &'a File,
     stream: LogStream,
     open: bool,
 }
@@ -279,21 +314,36 @@ fn supervise_loop(
     sfd: &SignalFd,
     started: &Started,
     log: &mut CriLogWriter,
+    mut attach: Option<&mut AttachServer>,
     pid_ns: bool,
 ) -> WaitStatus {
     let container = Pid::from_raw(started.pid);
-    let mut outputs = [
-        Output {
-            reader: &started.stdout,
-            stream: LogStream::Stdout,
-            open: true,
-        },
-        Output {
-            reader: &started.stderr,
-            stream: LogStream::Stderr,
-            open: true,
-        },
-    ];
+    let (mut outputs, terminal) = match &started.io {
+        ShimIo::Pipes { stdout, stderr, .. } => (
+            vec![
+                Output {
+                    reader: stdout,
+                    stream: LogStream::Stdout,
+                    open: true,
+                },
+                Output {
+                    reader: stderr,
+                    stream: LogStream::Stderr,
+                    open: true,
+                },
+            ],
+            None,
+        ),
+        // A terminal's output is logged as stdout, as the kubelet does.
+        ShimIo::Terminal(master) => (
+            vec![Output {
+                reader: master,
+                stream: LogStream::Stdout,
+                open: true,
+            }],
+            Some(master),
+        ),
+    };
     let mut exit: Option<WaitStatus> = None;
     let mut deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -313,9 +363,25 @@ fn supervise_loop(
             break;
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let open: Vec<usize> = (0..2).filter(|&i| outputs[i].open).collect();
+        let open: Vec<usize> = (0..outputs.len()).filter(|&i| outputs[i].open).collect();
         for &i in &open {
             fds.push(PollFd::new(outputs[i].reader.as_fd(), PollFlags::POLLIN));
+        }
+        // Attach sessions are served while the container runs.
+        let attach_fds = match (&attach, exit.is_none()) {
+            (Some(server), true) => server.poll_fds(),
+            _ => Vec::new(),
+        };
+        let attach_base = fds.len();
+        let mut watched = Vec::with_capacity(attach_fds.len());
+        for (fd, what, out) in attach_fds {
+            let flags = if out {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            fds.push(PollFd::new(fd, flags));
+            watched.push(what);
         }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
@@ -330,6 +396,19 @@ fn supervise_loop(
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        let ready_attach: Vec<Watched> = watched
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| ready[attach_base + k])
+            .map(|(_, w)| w)
+            .collect();
+        if let Some(server) = attach.as_deref_mut()
+            && !ready_attach.is_empty()
+            && let Some((cols, rows)) = server.on_ready(&ready_attach)
+            && let Some(master) = terminal
+        {
+            let _ = crate::tty::set_window_size(master, cols, rows);
+        }
         for (k, &i) in open.iter().enumerate() {
             if !ready[k + 1] {
                 continue;
@@ -345,8 +424,16 @@ fn supervise_loop(
                     if let Err(e) = log.feed(out.stream, &buf[..n]) {
                         eprintln!("slipway-shim: write log: {e}");
                     }
+                    if let Some(server) = attach.as_deref_mut() {
+                        server.broadcast(&buf[..n]);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // A terminal's master reads EIO once no process holds its slave side.
+                Err(e) if terminal.is_some() && e.raw_os_error() == Some(libc::EIO) => {
+                    out.open = false;
+                    let _ = log.finish(out.stream);
+                }
                 Err(e) => {
                     eprintln!("slipway-shim: read output: {e}");
                     out.open = false;

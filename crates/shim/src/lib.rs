@@ -24,6 +24,7 @@
 //! | `shim.log` | [`launch`] | the shim's own diagnostics |
 //! | `rootfs/`, `upper/`, `work/` | shim | overlay mount point, upper and work dirs |
 
+pub mod attach;
 mod cgroup;
 mod config;
 mod container;
@@ -177,6 +178,9 @@ pub mod files {
     /// and placed in the overlay's upper layer, so the container sees it from its first
     /// instruction.
     pub const HOSTS: &str = "hosts";
+    /// The attach socket, while a container that keeps stdin open or has a terminal runs
+    /// (see [`crate::attach`]).
+    pub const ATTACH: &str = "attach.sock";
 }
 
 /// Writes `data` to `dir/name` atomically (a temporary file renamed into place), so that a

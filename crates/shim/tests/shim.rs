@@ -602,3 +602,93 @@ fn isolation_failure_falls_back_and_says_why() {
     }
     eprintln!("isolation in a user namespace: {iso:?}");
 }
+
+/// Connects to a run's attach socket (it exists once the container has started).
+fn attach_socket(pod: &Pod) -> std::os::unix::net::UnixStream {
+    let path = pod.state_dir.join(slipway_shim::files::ATTACH);
+    let stream = wait_for("the attach socket", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&path).ok()
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// `stdin: true`: what an attach session sends reaches the container's stdin, which stays
+/// open after the session ends; with `stdinOnce` the end of the first session that used it
+/// is the container's end of file. Both with and without isolation.
+#[test]
+fn attach_sessions_write_to_a_kept_open_stdin() {
+    use slipway_shim::attach::{CLOSE_STDIN, STDIN, encode_frame};
+    use std::io::Write;
+    let script = "while read line; do echo \"got $line\"; done; echo stdin-ended";
+    for isolated in [is_root(), false] {
+        let pod = Pod::start_with("stdin", &["/bin/sh", "-c", script], |c| {
+            c.stdin = true;
+            if !isolated {
+                c.isolation = IsolationConfig::disabled();
+            }
+        });
+        let mut first = attach_socket(&pod);
+        first.write_all(&encode_frame(STDIN, b"one\n")).unwrap();
+        pod.wait_log("got one");
+        // Without stdinOnce, the end of a session leaves stdin open for the next.
+        first.write_all(&encode_frame(CLOSE_STDIN, b"")).unwrap();
+        drop(first);
+        let mut second = attach_socket(&pod);
+        second.write_all(&encode_frame(STDIN, b"two\n")).unwrap();
+        pod.wait_log("got two");
+        assert!(!pod.log().contains("stdin-ended"), "{}", pod.log());
+        drop(second);
+        let _ = stop(&pod.state_dir, Duration::from_millis(200));
+    }
+
+    let pod = Pod::start_with("stdin-once", &["/bin/sh", "-c", script], |c| {
+        c.stdin = true;
+        c.stdin_once = true;
+    });
+    let mut session = attach_socket(&pod);
+    session.write_all(&encode_frame(STDIN, b"only\n")).unwrap();
+    drop(session);
+    pod.wait_log("stdin-ended");
+    assert!(pod.log().contains("got only"), "{}", pod.log());
+    assert_eq!(pod.wait_exit().exit_code, 0);
+    assert!(
+        !pod.state_dir.join(slipway_shim::files::ATTACH).exists(),
+        "the socket goes with the container"
+    );
+}
+
+/// `tty: true`: the container runs on a terminal (its controlling terminal, of the size a
+/// session sets); a session gets its output raw and types into it; the log has it as stdout.
+#[test]
+fn a_terminal_container_is_attached_raw() {
+    use slipway_shim::attach::{RESIZE, STDIN, encode_frame};
+    use std::io::{Read, Write};
+    let script = "test -t 0 && echo on-a-tty; read size; echo \"size=$(stty size)\"; read x";
+    let pod = Pod::start_with("tty", &["/bin/sh", "-c", script], |c| {
+        c.stdin = true;
+        c.tty = true;
+    });
+    let mut session = attach_socket(&pod);
+    let mut resize = vec![];
+    resize.extend_from_slice(&100u16.to_le_bytes());
+    resize.extend_from_slice(&30u16.to_le_bytes());
+    session.write_all(&encode_frame(RESIZE, &resize)).unwrap();
+    session.write_all(&encode_frame(STDIN, b"go\r")).unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("size=30 100") {
+        let n = session.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "the session ended before the output; got {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // The terminal echoes the input, and turns the output's \n into \r\n.
+    assert!(seen.contains("go\r\n"), "{seen:?}");
+    assert!(seen.contains("size=30 100\r\n"), "{seen:?}");
+    let log = pod.wait_log("size=30 100");
+    assert!(log.contains(" stdout F on-a-tty"), "{log}");
+    session.write_all(&encode_frame(STDIN, b"end\r")).unwrap();
+    assert_eq!(pod.wait_exit().exit_code, 0);
+}

@@ -1,5 +1,6 @@
-//! `kubectl exec -it` end to end: a real `slipway serve` (process runtime, isolated pods when
-//! run as root) and the real kubectl on a pseudo-terminal of the test's own, so that kubectl
+//! `kubectl exec -it` and `kubectl attach -i`/`-it` end to end: a real `slipway serve`
+//! (process runtime, isolated pods when run as root) and the real kubectl on a
+//! pseudo-terminal of the test's own, so that kubectl
 //! asks for a TTY (it only does when its stdin is a terminal) and forwards the terminal's
 //! size. kubectl runs in a session of its own with that terminal as its controlling terminal
 //! (`setsid -c`), so a resize of the test's terminal reaches it as `SIGWINCH`, as in a real
@@ -275,11 +276,11 @@ fn exec_it_runs_a_shell_on_a_terminal_of_the_clients_size() {
 }
 
 #[test]
-fn attach_it_is_refused_clearly() {
+fn attach_i_is_refused_clearly_without_stdin_in_the_spec() {
     let s = ProcessServer::start();
     start_pod(&s);
     // The container has no TTY in its spec: kubectl falls back to no TTY itself and says so;
-    // attaching stdin is then refused by the server.
+    // it keeps no stdin open either, so the server refuses to attach stdin.
     let mut term = OnTerminal::spawn(s.kubectl_cmd(&["attach", "-it", "shell"]), 80, 24);
     let code = term.wait(WAIT);
     let screen = term.screen();
@@ -289,7 +290,157 @@ fn attach_it_is_refused_clearly() {
         "{screen}"
     );
     assert!(
-        screen.contains("attaching with stdin is not supported"),
+        screen.contains("container app in pod shell does not keep its stdin open"),
         "{screen}"
     );
+}
+
+/// Waits for a pod's first container to be running.
+fn wait_running(s: &ProcessServer, pod: &str) {
+    eventually(WAIT, &format!("pod {pod} running"), || {
+        let p = s.get_json(&["pod", pod]);
+        p["status"]["containerStatuses"][0]["state"]["running"]
+            .is_object()
+            .then_some(())
+    });
+}
+
+/// `kubectl attach -it` to a container with `stdin: true` and `tty: true`: the session is
+/// the container's own terminal (its size is kubectl's, typing reaches the shell, and its
+/// output comes back raw), and the session ends when the shell exits.
+#[test]
+fn attach_it_reaches_a_shell_on_the_containers_terminal() {
+    let s = ProcessServer::start();
+    s.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: tty-shell
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: k8spatterns/random-generator:1.0
+    command: [sh]
+    stdin: true
+    tty: true
+"#,
+    );
+    wait_running(&s, "tty-shell");
+    let mut term = OnTerminal::spawn(s.kubectl_cmd(&["attach", "-it", "tty-shell"]), 91, 27);
+    term.expect("If you don't see a command prompt, try pressing enter.");
+    // The markers are computed, so the terminal's echo of the typed line never matches them.
+    term.type_text("test -t 0 && echo TTY_$((40+2))\n");
+    term.expect("TTY_42");
+    term.type_text("echo SIZE_$(stty size)_END\n");
+    term.expect("SIZE_27 91_END");
+    // A resize of kubectl's terminal reaches the container's.
+    slipway_shim::set_window_size(&term.master, 100, 35).expect("resize");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let from = term.seen.len();
+        term.type_text("echo SIZE_$(stty size)_END\n");
+        if term.shows("SIZE_35 100_END", from, Duration::from_secs(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never arrived; the terminal shows:\n{}",
+            term.screen()
+        );
+    }
+    // The shell's exit ends the container, and with it the session.
+    term.type_text("exit 0\n");
+    assert_eq!(term.wait(WAIT), 0, "{}", term.screen());
+    eventually(WAIT, "tty-shell Succeeded", || {
+        (s.get_json(&["pod", "tty-shell"])["status"]["phase"] == "Succeeded").then_some(())
+    });
+    // Its output is in the log too, as stdout.
+    let logs = s.kubectl(&["logs", "tty-shell"]);
+    assert!(logs.stdout.contains("TTY_42"), "{}", logs.stdout);
+}
+
+/// `kubectl attach -i` without a terminal to a container with `stdin: true` and `stdinOnce:
+/// true`: what kubectl reads goes to the container's stdin, the end of kubectl's input is
+/// the container's end of file, and the output comes back through the log.
+#[test]
+fn attach_i_writes_to_a_kept_open_stdin() {
+    let s = ProcessServer::start();
+    s.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: k8spatterns/random-generator:1.0
+    command: [sh, -c, 'while read line; do echo "got $line"; done; echo stdin-ended']
+    stdin: true
+    stdinOnce: true
+"#,
+    );
+    wait_running(&s, "reader");
+    let mut child = s
+        .kubectl_cmd(&["attach", "-i", "reader"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl attach -i");
+    // Kills kubectl if the test fails before it has been waited for.
+    let mut guard = KillOnDrop(Some(child.id()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"one\ntwo\n")
+        .expect("write kubectl's stdin");
+    // kubectl's stdin is closed here: kubectl then closes the container's.
+    let out = wait_output(child, WAIT);
+    // Reaped: its PID may be reused from now on.
+    guard.0 = None;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("got one\ngot two\n"), "{stdout}");
+    assert!(stdout.contains("stdin-ended"), "{stdout}");
+    eventually(WAIT, "reader Succeeded", || {
+        (s.get_json(&["pod", "reader"])["status"]["phase"] == "Succeeded").then_some(())
+    });
+}
+
+/// Kills a process (by PID) on drop, while it is armed (disarm it once the process has been
+/// reaped).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The output of `child`, which must exit within `timeout` (else it is killed and the test
+/// fails).
+fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait for kubectl"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("kubectl did not exit within {timeout:?}");
+        }
+    }
 }

@@ -548,6 +548,11 @@ impl<C: Client> Run<C> {
         cfg.working_dir = working_dir;
         cfg.isolation = isolation;
         cfg.resources = self.limits();
+        // Kept-open stdin and a terminal, for `kubectl attach -i/-t` (init containers too, as
+        // Kubernetes allows).
+        cfg.stdin = self.c.stdin.unwrap_or(false);
+        cfg.stdin_once = cfg.stdin && self.c.stdin_once.unwrap_or(false);
+        cfg.tty = self.c.tty.unwrap_or(false);
         let hosts = self.ctx.not_isolated.is_none().then(|| {
             super::network::hosts_file(
                 &pod,

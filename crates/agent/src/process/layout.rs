@@ -9,7 +9,9 @@
 //! `restartCount`, and the run before it holds what `kubectl logs --previous` shows. Older
 //! runs are pruned when a new one starts.
 
-use slipway_apiserver::podio::{ExecProcess, ExecRequest, LogFiles, PodIo, Terminal};
+use slipway_apiserver::podio::{
+    AttachMessage, AttachStream, ExecProcess, ExecRequest, LogFiles, PodIo, Terminal,
+};
 use slipway_core::ApiError;
 use slipway_shim::ShimStatus;
 use std::path::{Path, PathBuf};
@@ -212,9 +214,52 @@ impl PodIo for PodFiles {
             }),
         })
     }
+
+    fn attach(
+        &self,
+        _namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+    ) -> Result<AttachStream, ApiError> {
+        use slipway_shim::attach::{CLOSE_STDIN, RESIZE, STDIN, encode_frame};
+        Ok(AttachStream {
+            stream: self.attach_socket(pod, uid, container)?,
+            encode: |message| match message {
+                AttachMessage::Stdin(data) => encode_frame(STDIN, data),
+                AttachMessage::Resize(cols, rows) => {
+                    let mut size = cols.to_le_bytes().to_vec();
+                    size.extend_from_slice(&rows.to_le_bytes());
+                    encode_frame(RESIZE, &size)
+                }
+                AttachMessage::CloseStdin => encode_frame(CLOSE_STDIN, &[]),
+            },
+        })
+    }
 }
 
 impl PodFiles {
+    /// The attach socket of the container's newest run, which is running.
+    fn attach_socket(
+        &self,
+        pod: &str,
+        uid: &str,
+        container: &str,
+    ) -> Result<std::os::unix::net::UnixStream, ApiError> {
+        let dir = self.current_run(pod, uid, container)?;
+        if !matches!(slipway_shim::status(&dir), ShimStatus::Running(_)) {
+            return Err(not_running(pod, container));
+        }
+        std::os::unix::net::UnixStream::connect(dir.join(slipway_shim::files::ATTACH)).map_err(
+            |e| {
+                ApiError::bad_request(format!(
+                    "cannot attach to container {container} of pod {pod}: {e} (its stdin is \
+                     kept open only with stdin: true, and it has a terminal only with tty: true)"
+                ))
+            },
+        )
+    }
+
     /// The state dir of the newest run of a container (which exec enters).
     fn current_run(&self, pod: &str, uid: &str, container: &str) -> Result<PathBuf, ApiError> {
         let run = self.layout.runs(uid, container).last().copied();
