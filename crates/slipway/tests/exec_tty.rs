@@ -444,3 +444,51 @@ fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
         }
     }
 }
+
+/// `kubectl run -i --rm`: kubectl creates a pod with `stdin: true` and `stdinOnce: true`,
+/// attaches to it, sends its own input, reports the container's exit code as its own and
+/// deletes the pod.
+#[test]
+fn run_i_rm_attaches_and_cleans_up() {
+    let s = ProcessServer::start();
+    let mut child = s
+        .kubectl_cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=k8spatterns/random-generator:1.0",
+            "one-off",
+            "--command",
+            "--",
+            "sh",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl run -i");
+    // Kills kubectl if the test fails before it has been waited for.
+    let mut guard = KillOnDrop(Some(child.id()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"echo hello-$((1+2))\nexit 4\n")
+        .expect("write kubectl's stdin");
+    let out = wait_output(child, WAIT);
+    // Reaped: its PID may be reused from now on.
+    guard.0 = None;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("hello-3"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("pod \"one-off\" deleted"),
+        "{stdout}{stderr}"
+    );
+    eventually(WAIT, "pod one-off gone", || {
+        let left = s.kubectl(&["get", "pod", "one-off", "--ignore-not-found", "-o", "name"]);
+        (left.code == 0 && left.stdout.is_empty()).then_some(())
+    });
+}
