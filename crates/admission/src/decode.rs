@@ -163,16 +163,21 @@ impl Context<'_> {
             })
             .map(|(_, pointer)| *pointer)
             .collect();
-        let mut typed: T = serde_path_to_error::deserialize(&body).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.inner().to_string();
-            let detail = if path.is_empty() || path == "." {
-                inner
-            } else {
-                format!("{path}: {inner}")
-            };
-            cannot_handle(self.info, self.data, &detail)
-        })?;
+        // Decoding without tracking the path is much cheaper; only a body that fails is
+        // decoded again with the path, for the error message.
+        let mut typed: T = match T::deserialize(&body) {
+            Ok(typed) => typed,
+            Err(_) => serde_path_to_error::deserialize::<_, T>(&body).map_err(|err| {
+                let path = err.path().to_string();
+                let inner = err.inner().to_string();
+                let detail = if path.is_empty() || path == "." {
+                    inner
+                } else {
+                    format!("{path}: {inner}")
+                };
+                cannot_handle(self.info, self.data, &detail)
+            })?,
+        };
         let round_trip = serde_json::to_value(&typed)
             .map_err(|e| ApiError::internal(format!("encoding {}: {e}", self.info.kind)))?;
         let mut unknown = Vec::new();

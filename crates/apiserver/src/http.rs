@@ -67,13 +67,18 @@ fn encode(code: u16, repr: Representation, body: &Value, warnings: &[String]) ->
         }
         _ => json_response(code, repr.content_type(), body),
     };
+    add_warnings(&mut resp, warnings);
+    resp
+}
+
+/// Adds `Warning: 299` headers.
+fn add_warnings(resp: &mut Response, warnings: &[String]) {
     for w in warnings {
         let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
         if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
-    resp
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -359,6 +364,22 @@ fn written_response(
     } else {
         repr
     };
+    if let Some(json) = &w.json {
+        // The committed text: the bytes serialising the whole stored object would give.
+        let mut resp = match repr {
+            Representation::Yaml => {
+                let whole: Value = serde_json::from_str(json).unwrap_or_default();
+                return encode(w.code, repr, &whole, &w.warnings);
+            }
+            _ => bytes_response(
+                w.code,
+                repr.content_type(),
+                Bytes::copy_from_slice(json.as_bytes()),
+            ),
+        };
+        add_warnings(&mut resp, &w.warnings);
+        return resp;
+    }
     object_response(
         rest,
         info,

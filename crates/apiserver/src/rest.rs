@@ -16,6 +16,7 @@ use slipway_core::resources::{self, ResourceInfo};
 use slipway_core::{ApiError, FieldError, Subresource, meta};
 use slipway_selectors::{FieldSelector, LabelSelector};
 use slipway_store::{Key, Store, StoreError};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// How many times a read-modify-write is retried when a concurrent write wins the race.
@@ -26,8 +27,12 @@ const MAX_UPDATE_ATTEMPTS: usize = 8;
 pub struct Written {
     /// 200 or 201.
     pub code: u16,
-    /// The object as stored (or as it would be stored, for a dry run).
+    /// The object as stored (or as it would be stored, for a dry run): lean (without
+    /// `metadata.managedFields`, shared with the store) when `json` is set, whole otherwise.
     pub object: Arc<Value>,
+    /// The whole stored object as its committed JSON text, when the write stored one: what
+    /// a response serves.
+    pub json: Option<Arc<str>>,
     /// Warnings for `Warning:` headers.
     pub warnings: Vec<String>,
 }
@@ -190,27 +195,47 @@ pub fn generated_name(prefix: &str) -> String {
     format!("{}{suffix}", &prefix[..cut])
 }
 
-/// The object without the parts that do not count as a spec change.
-fn spec_view(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-    }
-    v
+/// Whether `a` and `b` differ outside `metadata` and `status` (a spec change), compared in
+/// place.
+fn spec_changed(a: &Value, b: &Value) -> bool {
+    !equal_except(a, b, &["metadata", "status"], &[])
 }
 
 /// Whether two objects are equal apart from `resourceVersion` and `managedFields`.
 fn same_content(a: &Value, b: &Value) -> bool {
-    fn strip(v: &Value) -> Value {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            m.remove("managedFields");
-        }
-        v
+    equal_except(a, b, &[], &["resourceVersion", "managedFields"])
+}
+
+/// Whether `a` and `b` are equal when the top-level fields `skip` and the `metadata` fields
+/// `skip_meta` are left out of both (a missing field and a skipped one compare equal), as
+/// removing those fields from copies and comparing the copies would find.
+fn equal_except(a: &Value, b: &Value, skip: &[&str], skip_meta: &[&str]) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    let kept = |k: &str| !skip.contains(&k);
+    let fields = |m: &'_ Map<String, Value>| m.iter().filter(|(k, _)| kept(k)).count();
+    if fields(a) != fields(b) {
+        return false;
     }
-    strip(a) == strip(b)
+    a.iter().filter(|(k, _)| kept(k)).all(|(k, av)| {
+        let Some(bv) = b.get(k) else {
+            return false;
+        };
+        match (k.as_str(), av, bv) {
+            ("metadata", Value::Object(am), Value::Object(bm)) if !skip_meta.is_empty() => {
+                let kept_meta = |k: &str| !skip_meta.contains(&k);
+                let count =
+                    |m: &'_ Map<String, Value>| m.iter().filter(|(k, _)| kept_meta(k)).count();
+                count(am) == count(bm)
+                    && am
+                        .iter()
+                        .filter(|(k, _)| kept_meta(k))
+                        .all(|(k, v)| bm.get(k) == Some(v))
+            }
+            _ => av == bv,
+        }
+    })
 }
 
 /// The label selector string of a workload, for `Scale.status.selector`. A Rollout reports
@@ -457,18 +482,20 @@ impl Rest {
             return Ok(Written {
                 code: 201,
                 object: Arc::new(obj),
+                json: None,
                 warnings: decoded.warnings,
             });
         }
         let name = meta::name(&obj).to_string();
         let k = key(info, namespace.as_deref(), &name);
-        let stored = self
+        let (stored, json) = self
             .store
-            .create(&k, obj)
+            .create_json(&k, obj)
             .map_err(|e| store_error(info, &name, e))?;
         Ok(Written {
             code: 201,
             object: stored,
+            json: Some(json),
             warnings: decoded.warnings,
         })
     }
@@ -540,15 +567,21 @@ impl Rest {
             {
                 return Err(ApiError::conflict(info, &name));
             }
-            let new = self.merge_for_update(info, t.subresource, &current, decoded.object.clone());
+            let new = self.merge_for_update(
+                info,
+                t.subresource,
+                &current,
+                Cow::Borrowed(&decoded.object),
+            );
             match self.commit_update(t, q, &current, new, &manager, false) {
                 Err(Retry::Again) if precondition.is_none() => continue,
                 Err(Retry::Again) => return Err(ApiError::conflict(info, &name)),
                 Err(Retry::Fail(e)) => return Err(e),
-                Ok(object) => {
+                Ok((object, json)) => {
                     return Ok(Written {
                         code: 200,
                         object,
+                        json,
                         warnings: decoded.warnings,
                     });
                 }
@@ -606,7 +639,8 @@ impl Rest {
                 return Err(ApiError::conflict(info, &name));
             }
             let decoded = slipway_admission::decode(info, patched, q.field_validation)?;
-            let new = self.merge_for_update(info, t.subresource, &current, decoded.object);
+            let new =
+                self.merge_for_update(info, t.subresource, &current, Cow::Owned(decoded.object));
             match self.commit_update(
                 t,
                 q,
@@ -617,10 +651,11 @@ impl Rest {
             ) {
                 Err(Retry::Again) => continue,
                 Err(Retry::Fail(e)) => return Err(e),
-                Ok(object) => {
+                Ok((object, json)) => {
                     return Ok(Written {
                         code: 200,
                         object,
+                        json,
                         warnings: decoded.warnings,
                     });
                 }
@@ -722,15 +757,22 @@ impl Rest {
         )?;
         // Creation records an Update entry; an apply-create is owned by the Apply entry.
         if let Some(managed) = managed {
-            let mut fixed = (*written.object).clone();
+            // The whole created object (its text when the object is lean), so that the
+            // fields keep their order.
+            let mut fixed = match &written.json {
+                Some(json) => serde_json::from_str(json)
+                    .map_err(|e| ApiError::internal(format!("stored object: {e}")))?,
+                None => (*written.object).clone(),
+            };
             meta::set_metadata_field(&mut fixed, "managedFields", managed);
             if q.dry_run {
                 written.object = Arc::new(fixed);
             } else {
                 let k = key(t.info, t.namespace.as_deref(), meta::name(&fixed));
                 let rv = parse_rv(meta::resource_version(&written.object))?;
-                if let Ok(stored) = self.store.update(&k, fixed, rv) {
+                if let Ok((stored, json)) = self.store.update_json(&k, fixed, rv) {
                     written.object = stored;
+                    written.json = Some(json);
                 }
             }
         }
@@ -740,12 +782,13 @@ impl Rest {
     /// Combines a new version from a client with the current object: server-managed
     /// metadata is kept, the main resource cannot change `status`, the `status` subresource
     /// can change nothing else, and a spec change bumps `generation`.
+    /// `new` is copied only where it is the base of the result (not for `status` writes).
     fn merge_for_update(
         &self,
         info: &ResourceInfo,
         sub: Option<Subresource>,
         current: &Value,
-        new: Value,
+        new: Cow<'_, Value>,
     ) -> Value {
         let mut new = if sub == Some(Subresource::Status) {
             let mut merged = current.clone();
@@ -771,7 +814,7 @@ impl Rest {
             }
             merged
         } else {
-            let mut new = new;
+            let mut new = new.into_owned();
             if info.has_status {
                 match current.get("status") {
                     Some(s) => {
@@ -784,10 +827,11 @@ impl Rest {
             }
             new
         };
+        let empty = Map::new();
         let cur_meta = current
             .get("metadata")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let m = meta::metadata_mut(&mut new);
         for field in [
             "uid",
@@ -816,7 +860,7 @@ impl Rest {
             "resourceVersion".into(),
             json!(meta::resource_version(current)),
         );
-        if info.tracks_generation && sub.is_none() && spec_view(&new) != spec_view(current) {
+        if info.tracks_generation && sub.is_none() && spec_changed(&new, current) {
             let generation = meta::generation(current) + 1;
             meta::set_metadata_field(&mut new, "generation", json!(generation));
         }
@@ -824,7 +868,7 @@ impl Rest {
     }
 
     /// Validates and stores an updated object; removes it if it is being deleted and its
-    /// last finalizer went away.
+    /// last finalizer went away. Returns the object as [`Written`] holds it.
     fn commit_update(
         &self,
         t: &ResourceTarget,
@@ -833,7 +877,7 @@ impl Rest {
         mut new: Value,
         manager: &str,
         applied: bool,
-    ) -> Result<Arc<Value>, Retry> {
+    ) -> Result<(Arc<Value>, Option<Arc<str>>), Retry> {
         let info = t.info;
         // Held until the update is stored (Services only).
         let allocating = self.service_write_lock(info, t.subresource);
@@ -843,7 +887,7 @@ impl Rest {
         }
         slipway_admission::validate(info, &new, Some(current))?;
         if same_content(&new, current) && !applied {
-            return Ok(current.clone());
+            return Ok((current.clone(), None));
         }
         if !applied {
             let sub = t.subresource.map(Subresource::name);
@@ -860,7 +904,7 @@ impl Rest {
         if same_content(&new, current)
             && new.pointer("/metadata/managedFields") == current.pointer("/metadata/managedFields")
         {
-            return Ok(current.clone());
+            return Ok((current.clone(), None));
         }
         let name = meta::name(current).to_string();
         let k = key(info, t.namespace.as_deref(), &name);
@@ -871,19 +915,19 @@ impl Rest {
             && !has_namespace_finalizers(info, &new)
         {
             if q.dry_run {
-                return Ok(Arc::new(new));
+                return Ok((Arc::new(new), None));
             }
             return match self.store.delete(&k, expected) {
-                Ok(gone) => Ok(gone),
+                Ok(gone) => Ok((gone, None)),
                 Err(StoreError::Conflict { .. }) => Err(Retry::Again),
                 Err(e) => Err(Retry::Fail(store_error(info, &name, e))),
             };
         }
         if q.dry_run {
-            return Ok(Arc::new(new));
+            return Ok((Arc::new(new), None));
         }
-        match self.store.update(&k, new, expected) {
-            Ok(stored) => Ok(stored),
+        match self.store.update_json(&k, new, expected) {
+            Ok((stored, json)) => Ok((stored, Some(json))),
             Err(StoreError::Conflict { .. }) => Err(Retry::Again),
             Err(e) => Err(Retry::Fail(store_error(info, &name, e))),
         }
@@ -947,7 +991,7 @@ impl Rest {
             if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("replicas".into(), json!(replicas));
             }
-            if spec_view(&new) != spec_view(&current) {
+            if spec_changed(&new, &current) {
                 meta::set_metadata_field(
                     &mut new,
                     "generation",
@@ -961,7 +1005,7 @@ impl Rest {
             match self.commit_update(&sub_target, q, &current, new, &manager, false) {
                 Err(Retry::Again) => continue,
                 Err(Retry::Fail(e)) => return Err(e),
-                Ok(object) => return Ok(scale_of(&object)),
+                Ok((object, _)) => return Ok(scale_of(&object)),
             }
         }
         Err(ApiError::conflict(info, &name))
@@ -996,7 +1040,9 @@ impl Rest {
             ));
         }
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let current = self.get(t)?;
+            // Decided on the lean object (no copy); the whole one is read only when it is
+            // returned or written back.
+            let current = self.get_lean(t)?;
             if let Some(uid) = &opts.precondition_uid
                 && uid != meta::uid(&current)
             {
@@ -1023,7 +1069,6 @@ impl Rest {
             }
             let expected = parse_rv(meta::resource_version(&current))?;
             let k = key(info, t.namespace.as_deref(), &name);
-            let mut new = (*current).clone();
             let mut finalizers = meta::finalizers(&current);
             match opts.propagation_policy.as_deref() {
                 Some("Foreground") => push_unique(&mut finalizers, "foregroundDeletion"),
@@ -1044,6 +1089,10 @@ impl Rest {
                     Err(e) => Err(store_error(info, &name, e)),
                 };
             }
+            let whole = self.get(t)?;
+            if parse_rv(meta::resource_version(&whole))? != expected {
+                continue;
+            }
             if already_deleting {
                 // A second delete can only shorten the grace period.
                 let current_grace = current
@@ -1051,10 +1100,12 @@ impl Rest {
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
                 if grace >= current_grace {
-                    return Ok(Deleted::Pending(current));
+                    return Ok(Deleted::Pending(whole));
                 }
             }
             let deadline = self.now() + chrono::Duration::seconds(grace);
+            // Read for this call alone, so usually not copied.
+            let mut new = Arc::try_unwrap(whole).unwrap_or_else(|shared| (*shared).clone());
             {
                 let m = meta::metadata_mut(&mut new);
                 m.insert("deletionTimestamp".into(), json!(timestamp(deadline)));
@@ -1403,6 +1454,50 @@ impl ContinueToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_place_comparisons_match_comparing_stripped_copies() {
+        fn stripped(v: &Value, top: &[&str], in_meta: &[&str]) -> Value {
+            let mut v = v.clone();
+            if let Some(m) = v.as_object_mut() {
+                for k in top {
+                    m.remove(*k);
+                }
+            }
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                for k in in_meta {
+                    m.remove(*k);
+                }
+            }
+            v
+        }
+        let objects = [
+            json!({"metadata": {"name": "a", "resourceVersion": "1", "managedFields": [1]}, "spec": {"x": 1}, "status": {"y": 1}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"x": 1}, "status": {"y": 2}}),
+            json!({"metadata": {"resourceVersion": "2", "name": "a", "labels": {"l": "1"}}, "spec": {"x": 1}}),
+            json!({"metadata": {"name": "a"}, "spec": {"x": 2}, "status": {"y": 1}}),
+            json!({"metadata": "odd", "spec": {"x": 1}}),
+            json!({"spec": {"x": 1}}),
+            json!({"kind": "Pod", "spec": {"x": 1}}),
+            json!(["not", "an", "object"]),
+        ];
+        for a in &objects {
+            for b in &objects {
+                let rv_mf = ["resourceVersion", "managedFields"];
+                assert_eq!(
+                    same_content(a, b),
+                    stripped(a, &[], &rv_mf) == stripped(b, &[], &rv_mf),
+                    "{a} vs {b}"
+                );
+                let top = ["metadata", "status"];
+                assert_eq!(
+                    spec_changed(a, b),
+                    stripped(a, &top, &[]) != stripped(b, &top, &[]),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {

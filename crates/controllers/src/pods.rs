@@ -1,8 +1,12 @@
 //! Pod predicates and the ReplicaSet controller's deletion order (§13).
 
 use crate::spec::uid;
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
+use serde::Deserialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -188,4 +192,89 @@ pub fn deletion_order(pods: &[&Pod], related: &[&Pod], now: Timestamp) -> Vec<us
     let mut order: Vec<usize> = (0..pods.len()).collect();
     order.sort_by_cached_key(|&i| key(pods[i]));
     order
+}
+
+/// Decodes a pod with only what the ReplicaSet planner ([`crate::replicaset::plan`], through
+/// the predicates and the deletion order of this module and the ownership claim) reads: all of
+/// `metadata`, `spec.nodeName`, the names and restart policies of `spec.initContainers`, and
+/// `status.phase`, `status.conditions` and the names and restart counts of the container
+/// statuses. Every other field is left at its default. Planning with such pods gives the same
+/// plan as with whole ones, and decoding skips the bulk of a pod (containers, their states),
+/// which a ReplicaSet sync would otherwise decode for every pod it owns.
+pub fn decode_for_replica_set(pod: &serde_json::Value) -> Result<Pod, serde_json::Error> {
+    let slim = SlimPod::deserialize(pod)?;
+    Ok(Pod {
+        metadata: slim.metadata.unwrap_or_default(),
+        spec: slim.spec.map(|s| PodSpec {
+            node_name: s.node_name,
+            init_containers: s.init_containers.map(|cs| {
+                cs.into_iter()
+                    .map(|c| Container {
+                        name: c.name.unwrap_or_default(),
+                        restart_policy: c.restart_policy,
+                        ..Container::default()
+                    })
+                    .collect()
+            }),
+            ..PodSpec::default()
+        }),
+        status: slim.status.map(|s| PodStatus {
+            phase: s.phase,
+            conditions: s.conditions,
+            container_statuses: s.container_statuses.map(SlimContainerStatus::all),
+            init_container_statuses: s.init_container_statuses.map(SlimContainerStatus::all),
+            ..PodStatus::default()
+        }),
+    })
+}
+
+/// The parts of a pod [`decode_for_replica_set`] keeps (unknown fields are skipped).
+#[derive(Deserialize)]
+struct SlimPod {
+    metadata: Option<ObjectMeta>,
+    spec: Option<SlimPodSpec>,
+    status: Option<SlimPodStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimPodSpec {
+    node_name: Option<String>,
+    init_containers: Option<Vec<SlimContainer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimContainer {
+    name: Option<String>,
+    restart_policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimPodStatus {
+    phase: Option<String>,
+    conditions: Option<Vec<PodCondition>>,
+    container_statuses: Option<Vec<SlimContainerStatus>>,
+    init_container_statuses: Option<Vec<SlimContainerStatus>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimContainerStatus {
+    name: Option<String>,
+    restart_count: Option<i32>,
+}
+
+impl SlimContainerStatus {
+    fn all(statuses: Vec<SlimContainerStatus>) -> Vec<ContainerStatus> {
+        statuses
+            .into_iter()
+            .map(|c| ContainerStatus {
+                name: c.name.unwrap_or_default(),
+                restart_count: c.restart_count.unwrap_or_default(),
+                ..ContainerStatus::default()
+            })
+            .collect()
+    }
 }

@@ -56,9 +56,11 @@ impl Expectations {
 pub struct ObservedReplicaSet {
     /// The ReplicaSet as stored.
     pub replica_set: ReplicaSet,
-    /// Pods of the namespace it controls or that have no controller.
+    /// Pods of the namespace it controls or that have no controller. The planner reads only
+    /// what [`crate::pods::decode_for_replica_set`] keeps of a pod.
     pub pods: Vec<Pod>,
-    /// Active pods of sibling ReplicaSets (same controller), for co-location ranking.
+    /// Active pods of sibling ReplicaSets (same controller), for co-location ranking (read
+    /// likewise).
     pub related_pods: Vec<Pod>,
     /// Outstanding expectations from earlier passes.
     pub expectations: Expectations,

@@ -30,27 +30,45 @@ pub fn jiff_now(clock: &Clock) -> k8s_openapi::jiff::Timestamp {
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
+/// The delay before retrying a key whose sync failed `failures` times in a row (at least
+/// once): client-go's per-item exponential back-off of its default controller rate limiter,
+/// 5 ms doubling up to 1,000 s. A failure is most often a cache a write behind (a conflict,
+/// or a check of Kubernetes' own that a stale status trips), which the next try passes.
+pub(crate) fn failure_delay(failures: u32) -> Duration {
+    const BASE_MS: u64 = 5;
+    const MAX: Duration = Duration::from_secs(1000);
+    let exponent = failures.saturating_sub(1).min(30);
+    Duration::from_millis(BASE_MS.saturating_mul(1u64 << exponent)).min(MAX)
+}
+
 /// Processes `queue` with `sync` until the queue shuts down: requeues a key when its sync
-/// asks for it, and retries a failed sync after a short back-off (shorter after a conflict,
-/// which only means the cache was a write behind).
+/// asks for it, and retries a failed sync after [`failure_delay`] (a success forgets the
+/// key's failures).
 pub(crate) async fn work<F, Fut>(queue: &WorkQueue, controller: &str, sync: F)
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Requeue>, ApiError>>,
 {
     let metrics = crate::metrics::controller(controller);
+    // Consecutive failures per key (one sync runs at a time, so no lock is needed).
+    let mut failures: HashMap<String, u32> = HashMap::new();
     while let Some(key) = queue.next().await {
         metrics.set_queue_depth(queue.len());
         let result = sync(key.clone()).await;
         metrics.record_sync(result.is_ok());
+        if result.is_ok() {
+            failures.remove(&key);
+        }
         match result {
             Ok(Some(Requeue::Now)) => queue.add_after(key.clone(), Duration::from_millis(1)),
             Ok(Some(Requeue::After(d))) => queue.add_after(key.clone(), d),
             Ok(None) => {}
             Err(e) => {
-                tracing::debug!(controller, key, error = %e, "sync failed; retrying");
-                let delay = if e.code == 409 { 5 } else { 250 };
-                queue.add_after(key.clone(), Duration::from_millis(delay));
+                let n = failures.entry(key.clone()).or_insert(0);
+                *n = n.saturating_add(1);
+                let delay = failure_delay(*n);
+                tracing::debug!(controller, key, error = %e, ?delay, "sync failed; retrying");
+                queue.add_after(key.clone(), delay);
             }
         }
         queue.done(&key);
@@ -313,4 +331,20 @@ pub async fn start_with_runs<C: Client, R: Runs>(client: C, clock: Clock, runs: 
         tokio::spawn(endpoints.clone().run());
     }
     informers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_syncs_back_off_exponentially_from_5_ms_to_1000_s() {
+        let ms = |n| failure_delay(n).as_millis();
+        assert_eq!([ms(1), ms(2), ms(3), ms(4)], [5, 10, 20, 40]);
+        assert_eq!(failure_delay(18), Duration::from_millis(5 << 17));
+        assert_eq!(failure_delay(19), Duration::from_secs(1000));
+        assert_eq!(failure_delay(u32::MAX), Duration::from_secs(1000));
+        assert_eq!(failure_delay(0), Duration::from_millis(5));
+    }
 }

@@ -567,3 +567,97 @@ fn the_new_replica_set_waits_for_old_pods_still_being_removed() {
     set_rs_status(&mut new, 2, 2);
     assert_eq!(new_rs_new_replicas(&d, [&old, &new], &new).unwrap(), 9);
 }
+
+/// A whole pod as the API server stores it: the planner's fields plus containers, states,
+/// images, volumes and the rest, which [`slipway_controllers::pods::decode_for_replica_set`]
+/// leaves out.
+fn whole_pod_json(i: i64) -> serde_json::Value {
+    let ready = i % 3 != 0;
+    let phase =
+        ["Pending", "Running", "Running", "Unknown"][usize::try_from(i % 4).expect("small")];
+    let mut pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("web-v1-{i}"),
+            "namespace": "default",
+            "uid": format!("uid-{i}"),
+            "resourceVersion": format!("{}", 100 + i),
+            "creationTimestamp": format!("2024-01-01T00:{:02}:00Z", i % 60),
+            "labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: "web-v1"},
+            "annotations": {"controller.kubernetes.io/pod-deletion-cost": format!("{}", i % 4)},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-v1",
+                "uid": "web-v1-uid", "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": {
+            "nodeName": if i % 5 == 0 { "" } else { "slipway" },
+            "initContainers": [{"name": "sidecar", "image": "side:1", "restartPolicy": "Always"},
+                {"name": "init", "image": "init:1"}],
+            "containers": [{"name": "app", "image": "img", "ports": [{"containerPort": 8080}],
+                "resources": {"limits": {"cpu": "1"}}, "terminationMessagePath": "/dev/termination-log"}],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+        },
+        "status": {
+            "phase": phase,
+            "conditions": [
+                {"type": "Initialized", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"},
+                {"type": "Ready", "status": if ready { "True" } else { "False" },
+                    "lastTransitionTime": format!("2024-01-01T00:{:02}:30Z", i % 60)},
+            ],
+            "hostIP": "127.0.0.1",
+            "podIP": format!("127.128.0.{}", i + 1),
+            "containerStatuses": [{"name": "app", "image": "img", "imageID": "sim://img",
+                "ready": ready, "restartCount": i % 3, "started": true,
+                "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}}],
+            "initContainerStatuses": [{"name": "sidecar", "image": "side:1", "imageID": "x",
+                "ready": true, "restartCount": i % 2, "state": {"running": {}}}],
+        },
+    });
+    if i % 7 == 0 {
+        pod["metadata"]["deletionTimestamp"] = serde_json::json!("2024-01-01T01:00:00Z");
+    }
+    pod
+}
+
+#[test]
+fn replica_set_plans_the_same_from_slim_and_whole_pods() {
+    let jsons: Vec<serde_json::Value> = (0..24).map(whole_pod_json).collect();
+    let whole: Vec<Pod> = jsons
+        .iter()
+        .map(|p| serde_json::from_value(p.clone()).expect("whole pod"))
+        .collect();
+    let slim: Vec<Pod> = jsons
+        .iter()
+        .map(|p| slipway_controllers::pods::decode_for_replica_set(p).expect("slim pod"))
+        .collect();
+    for (w, s) in whole.iter().zip(&slim) {
+        assert_eq!(w.metadata, s.metadata);
+        assert_eq!(
+            w.status.as_ref().map(|s| &s.conditions),
+            s.status.as_ref().map(|s| &s.conditions)
+        );
+    }
+    for replicas in [0, 3, 10, 17, 24, 30] {
+        for min_ready in [0, 45] {
+            let build = |pods: &[Pod]| {
+                let mut observed = rs_observed(replicas, pods[..16].to_vec(), 3600);
+                observed.replica_set.metadata.uid = Some("web-v1-uid".into());
+                observed
+                    .replica_set
+                    .spec
+                    .iter_mut()
+                    .for_each(|s| s.min_ready_seconds = Some(min_ready));
+                observed.related_pods = pods[16..].to_vec();
+                observed
+            };
+            let from_whole = replicaset::plan(&build(&whole)).expect("plan");
+            let from_slim = replicaset::plan(&build(&slim)).expect("plan");
+            assert_eq!(
+                from_whole, from_slim,
+                "replicas {replicas}, minReady {min_ready}"
+            );
+        }
+    }
+}

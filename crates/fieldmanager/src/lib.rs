@@ -211,14 +211,25 @@ pub fn record_update(
         old.map(managed::decode).unwrap_or_default()
     };
 
-    let mut before = match old {
-        Some(o) => o.clone(),
-        None => schema::empty_object(kind),
+    // Compared as if neither side had `managedFields`; copies are stripped only when that
+    // cannot be done in place.
+    let in_place = match old {
+        Some(o) => walk::compare_without_managed_fields(o, new, schema),
+        None if !managed::has_managed_fields(new) => {
+            Some(walk::compare(&schema::empty_object(kind), new, schema))
+        }
+        None => None,
     };
-    managed::strip(&mut before);
-    let mut after = new.clone();
-    managed::strip(&mut after);
-    let comparison = walk::compare(&before, &after, schema);
+    let comparison = in_place.unwrap_or_else(|| {
+        let mut before = match old {
+            Some(o) => o.clone(),
+            None => schema::empty_object(kind),
+        };
+        managed::strip(&mut before);
+        let mut after = new.clone();
+        managed::strip(&mut after);
+        walk::compare(&before, &after, schema)
+    });
     let mut changed = comparison.added.union(&comparison.modified);
     strip_ignored(&mut changed, kind, subresource);
     let mut removed = comparison.removed;

@@ -159,6 +159,13 @@ fn time_key(time: &Option<String>) -> String {
     }
 }
 
+/// Whether `obj` has a `metadata.managedFields` field.
+pub fn has_managed_fields(obj: &Value) -> bool {
+    obj.get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key("managedFields"))
+}
+
 /// Removes `metadata.managedFields` from `obj`.
 pub fn strip(obj: &mut Value) {
     if let Some(Value::Object(meta)) = obj.get_mut("metadata") {

@@ -58,8 +58,38 @@ pub(crate) struct Comparison {
 /// one; maps and lists empty on both sides are compared as leaves.
 pub(crate) fn compare(old: &Value, new: &Value, schema: NodeSchema) -> Comparison {
     let mut c = Comparison::default();
-    compare_node(Some(old), Some(new), schema, &mut Vec::new(), &mut c);
+    compare_node(Some(old), Some(new), schema, &mut Vec::new(), &mut c, false);
     c
+}
+
+/// [`compare`] of `old` and `new` as if `metadata.managedFields` were removed from both,
+/// without copying them; `None` when that could differ from comparing stripped copies (a side
+/// without a `metadata` holding some other field), for the caller to strip copies instead.
+pub(crate) fn compare_without_managed_fields(
+    old: &Value,
+    new: &Value,
+    schema: NodeSchema,
+) -> Option<Comparison> {
+    let plain = |v: &Value| {
+        v.get("metadata")
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.keys().any(|k| k != MANAGED_FIELDS))
+    };
+    if !plain(old) || !plain(new) {
+        return None;
+    }
+    let mut c = Comparison::default();
+    compare_node(Some(old), Some(new), schema, &mut Vec::new(), &mut c, true);
+    Some(c)
+}
+
+const MANAGED_FIELDS: &str = "managedFields";
+
+/// Whether `key` under `path` is `metadata.managedFields`.
+fn is_managed_fields(path: &Path, key: &str) -> bool {
+    key == MANAGED_FIELDS
+        && path.len() == 1
+        && matches!(&path[0], PathElement::Field(f) if f == "metadata")
 }
 
 fn is_empty_or_null(v: &Value) -> bool {
@@ -71,12 +101,15 @@ fn is_empty_or_null(v: &Value) -> bool {
     }
 }
 
+/// With `skip_managed_fields`, `metadata.managedFields` is left out of both sides (only
+/// where both sides have a `metadata` map, see [`compare_without_managed_fields`]).
 fn compare_node(
     old: Option<&Value>,
     new: Option<&Value>,
     schema: NodeSchema,
     path: &mut Path,
     c: &mut Comparison,
+    skip_managed_fields: bool,
 ) {
     let (old, new) = match (old, new) {
         (None, None) => return,
@@ -92,15 +125,27 @@ fn compare_node(
     if !both_empty && schema.is_granular_map() && map_like(old) && map_like(new) {
         let om = old.as_object().unwrap_or(&empty_map);
         let nm = new.as_object().unwrap_or(&empty_map);
+        let skip = |key: &str, path: &Path| skip_managed_fields && is_managed_fields(path, key);
         for (key, ov) in om {
+            if skip(key, path) {
+                continue;
+            }
             path.push(PathElement::Field(key.clone()));
-            compare_node(Some(ov), nm.get(key), schema.field(key), path, c);
+            let (child, pass) = (schema.field(key), skip_managed_fields);
+            compare_node(Some(ov), nm.get(key), child, path, c, pass);
             path.pop();
         }
         for (key, nv) in nm {
-            if !om.contains_key(key) {
+            if !om.contains_key(key) && !skip(key, path) {
                 path.push(PathElement::Field(key.clone()));
-                compare_node(None, Some(nv), schema.field(key), path, c);
+                compare_node(
+                    None,
+                    Some(nv),
+                    schema.field(key),
+                    path,
+                    c,
+                    skip_managed_fields,
+                );
                 path.pop();
             }
         }
@@ -115,13 +160,13 @@ fn compare_node(
         let element = schema.element();
         for (pe, ov) in &old_items {
             path.push(pe.clone());
-            compare_node(Some(ov), lookup(&new_items, pe), element, path, c);
+            compare_node(Some(ov), lookup(&new_items, pe), element, path, c, false);
             path.pop();
         }
         for (pe, nv) in &new_items {
             if lookup(&old_items, pe).is_none() {
                 path.push(pe.clone());
-                compare_node(None, Some(nv), element, path, c);
+                compare_node(None, Some(nv), element, path, c, false);
                 path.pop();
             }
         }
@@ -410,6 +455,42 @@ mod tests {
             c.added.to_fields_v1(),
             json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"b\"}": {".": {}, "f:name": {}}}}}}})
         );
+    }
+
+    #[test]
+    fn comparing_without_managed_fields_matches_comparing_stripped_copies() {
+        let mf = json!([{"manager": "m", "operation": "Update", "fieldsV1": {"f:spec": {}}}]);
+        let objects = [
+            json!({"metadata": {"name": "a", "managedFields": mf, "labels": {"x": "1"}}, "spec": {"replicas": 1}}),
+            json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "spec": {"replicas": 2, "paused": true}}),
+            json!({"metadata": {"managedFields": mf, "name": "b"}, "status": {"replicas": 3}}),
+            json!({"metadata": {"name": "a", "managedFields": []}, "spec": null}),
+            json!({"metadata": {"managedFields": mf}, "spec": {"replicas": 1}}),
+            json!({"metadata": {}, "spec": {}}),
+            json!({"spec": {"replicas": 1}}),
+        ];
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.shift_remove("managedFields");
+            }
+            v
+        };
+        let sets = |c: &Comparison| [&c.added, &c.modified, &c.removed].map(|s| s.to_fields_v1());
+        for old in &objects {
+            for new in &objects {
+                let expected = compare(&strip(old), &strip(new), deploy());
+                match compare_without_managed_fields(old, new, deploy()) {
+                    Some(c) => assert_eq!(sets(&c), sets(&expected), "{old} -> {new}"),
+                    None => assert!(
+                        [old, new].iter().any(|v| v["metadata"]
+                            .as_object()
+                            .is_none_or(|m| m.keys().all(|k| k == MANAGED_FIELDS))),
+                        "{old} -> {new}"
+                    ),
+                }
+            }
+        }
     }
 
     #[test]

@@ -259,6 +259,32 @@ pub fn lean(obj: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Whether `lean(obj) == *lean_obj`, for an `lean_obj` without `managedFields`, compared in
+/// place (no copy of `obj`).
+pub(crate) fn equals_lean(obj: &Value, lean_obj: &Value) -> bool {
+    let (Value::Object(map), Value::Object(lean_map)) = (obj, lean_obj) else {
+        return obj == lean_obj;
+    };
+    if map.len() != lean_map.len() {
+        return false;
+    }
+    map.iter().all(|(k, v)| {
+        let Some(lv) = lean_map.get(k) else {
+            return false;
+        };
+        match (k.as_str(), v, lv) {
+            ("metadata", Value::Object(m), Value::Object(lm)) => {
+                let has = m.contains_key(MANAGED_FIELDS);
+                m.len() - usize::from(has) == lm.len()
+                    && m.iter()
+                        .filter(|(mk, _)| *mk != MANAGED_FIELDS)
+                        .all(|(mk, mv)| lm.get(mk) == Some(mv))
+            }
+            _ => v == lv,
+        }
+    })
+}
+
 /// Removes `metadata.managedFields` from `obj` in place (keeping the order of the rest).
 pub(crate) fn make_lean(obj: &mut Value) {
     if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -438,6 +464,12 @@ impl Store {
     /// returns the whole stored object. `obj` must be a JSON object (else `Storage`, nothing
     /// written).
     pub fn create(&self, key: &Key, obj: Value) -> Result<Arc<Value>, StoreError> {
+        self.create_json(key, obj).map(whole)
+    }
+
+    /// [`Store::create`], returning the stored object lean (shared with the index) and as its
+    /// whole JSON text, with no copy of it made.
+    pub fn create_json(&self, key: &Key, obj: Value) -> Result<WithJson, StoreError> {
         require_object(&obj)?;
         self.submit(key, Op::Create(obj))
     }
@@ -453,6 +485,17 @@ impl Store {
         obj: Value,
         expected: Option<u64>,
     ) -> Result<Arc<Value>, StoreError> {
+        self.update_json(key, obj, expected).map(whole)
+    }
+
+    /// [`Store::update`], returning the stored object lean (shared with the index) and as
+    /// its whole JSON text, with no copy of it made.
+    pub fn update_json(
+        &self,
+        key: &Key,
+        obj: Value,
+        expected: Option<u64>,
+    ) -> Result<WithJson, StoreError> {
         require_object(&obj)?;
         self.submit(
             key,
@@ -466,6 +509,11 @@ impl Store {
     /// Removes the object at `key` (with the same `expected` precondition as `update`).
     /// Returns the removed object with `resourceVersion` set to the deletion revision.
     pub fn delete(&self, key: &Key, expected: Option<u64>) -> Result<Arc<Value>, StoreError> {
+        self.delete_json(key, expected).map(whole)
+    }
+
+    /// [`Store::delete`], returning the removed object lean and as its whole JSON text.
+    pub fn delete_json(&self, key: &Key, expected: Option<u64>) -> Result<WithJson, StoreError> {
         self.submit(key, Op::Delete { expected })
     }
 
@@ -487,9 +535,14 @@ impl Store {
     }
 
     /// Queues a write and blocks until it is durable (or refused).
-    fn submit(&self, key: &Key, op: Op) -> Result<Arc<Value>, StoreError> {
+    fn submit(&self, key: &Key, op: Op) -> Result<WithJson, StoreError> {
         self.inner.writer.submit(&self.inner.shared, key, op)
     }
+}
+
+/// The whole object of a write's reply, rebuilt from its text.
+fn whole((_, json): WithJson) -> Arc<Value> {
+    Arc::new(index::parse(&json))
 }
 
 fn require_object(obj: &Value) -> Result<(), StoreError> {

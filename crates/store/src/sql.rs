@@ -156,10 +156,8 @@ pub(crate) fn write_batch(
                 }
             }
         }
-        tx.execute(
-            "UPDATE meta SET revision = ?1 WHERE id = 0",
-            params![to_sql_revision(revision)?],
-        )?;
+        tx.prepare_cached("UPDATE meta SET revision = ?1 WHERE id = 0")?
+            .execute(params![to_sql_revision(revision)?])?;
     }
     tx.commit()?;
     Ok(())

@@ -7,7 +7,7 @@
 
 use crate::index::{Entry, Index};
 use crate::sql::{self, RowChange};
-use crate::{Event, EventType, Key, Shared, StoreError};
+use crate::{Event, EventType, Key, Shared, StoreError, WithJson};
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use serde_json::Value;
@@ -19,8 +19,8 @@ use std::sync::mpsc::{self, SyncSender};
 /// The most writes committed in one transaction; bounds the latency of a batch.
 const MAX_BATCH: usize = 512;
 
-/// The outcome a caller waits for.
-pub(crate) type Reply = Result<Arc<Value>, StoreError>;
+/// The outcome a caller waits for: the object as stored, lean and as its whole JSON text.
+pub(crate) type Reply = Result<WithJson, StoreError>;
 
 /// A write operation.
 pub(crate) enum Op {
@@ -150,23 +150,28 @@ impl Drop for Handoff<'_> {
 
 /// A write accepted for the batch, waiting for the commit.
 struct Accepted {
+    /// Its event, whose object and text are also the caller's reply.
     event: Event,
-    /// The whole object, for the caller.
-    reply: Arc<Value>,
     /// Index in the batch of the request it answers.
     request: usize,
 }
 
 /// What an accepted request does.
 enum Decision {
-    /// A write to commit: its event and the whole object for the caller.
-    Write(Event, Arc<Value>),
+    /// A write to commit: its event.
+    Write(Event),
     /// An update equal to the current object: nothing to write; reply with the current one.
-    Unchanged(Arc<Value>),
+    Unchanged(WithJson),
 }
 
-fn encode(object: &Value) -> Result<Arc<str>, StoreError> {
-    serde_json::to_string(object)
+/// The JSON text of `object`, written into a buffer of about `size_hint` bytes (the size of
+/// the version it replaces) so that it is not grown step by step.
+fn encode(object: &Value, size_hint: usize) -> Result<Arc<str>, StoreError> {
+    let mut buf = Vec::with_capacity(size_hint + size_hint / 8 + 256);
+    serde_json::to_writer(&mut buf, object)
+        .map_err(|e| StoreError::Storage(format!("encoding object: {e}")))?;
+    // serde_json writes valid UTF-8.
+    String::from_utf8(buf)
         .map(Arc::from)
         .map_err(|e| StoreError::Storage(format!("encoding object: {e}")))
 }
@@ -200,13 +205,12 @@ impl Staged<'_> {
     fn evaluate(&mut self, key: &Key, op: Op) -> Result<Decision, StoreError> {
         let current = self.current(key);
         let revision = self.next_revision + 1;
-        // (what happened, the whole object, its lean form if already made, the previous state
-        // lean and as text)
-        let (kind, object, lean, prev, prev_json) = match (op, current) {
+        // (what happened, the whole object, the previous state lean and as text)
+        let (kind, mut object, prev, prev_json) = match (op, current) {
             (Op::Create(_), Some(_)) => return Err(StoreError::AlreadyExists),
             (Op::Create(mut object), None) => {
                 set_resource_version(&mut object, revision);
-                (EventType::Added, object, None, None, None)
+                (EventType::Added, object, None, None)
             }
             (Op::Update { .. } | Op::Delete { .. }, None) => return Err(StoreError::NotFound),
             (
@@ -230,19 +234,13 @@ impl Staged<'_> {
                 );
                 // Only an update whose lean form is unchanged can be a no-op; only then is
                 // the whole current object rebuilt to compare `managedFields` too.
-                let mut lean = crate::lean(&object);
-                if lean == *current_lean {
-                    let whole = current.whole();
-                    if object == whole {
-                        return Ok(Decision::Unchanged(Arc::new(whole)));
-                    }
+                if crate::equals_lean(&object, &current_lean) && object == current.whole() {
+                    return Ok(Decision::Unchanged((current_lean, current.json)));
                 }
                 set_resource_version(&mut object, revision);
-                set_resource_version(&mut lean, revision);
                 (
                     EventType::Modified,
                     object,
-                    Some(lean),
                     Some(current_lean),
                     Some(current.json),
                 )
@@ -254,18 +252,19 @@ impl Staged<'_> {
                 (
                     EventType::Deleted,
                     last,
-                    None,
                     Some(current.lean()),
                     Some(current.json),
                 )
             }
         };
-        let json = encode(&object)?;
+        // The text is of the whole object; the tree then loses `managedFields` in place.
+        let json = encode(&object, prev_json.as_ref().map_or(0, |j| j.len()))?;
+        crate::make_lean(&mut object);
         let event = Event {
             kind,
             revision,
             key: key.clone(),
-            object: Arc::new(lean.unwrap_or_else(|| crate::lean(&object))),
+            object: Arc::new(object),
             json,
             prev,
             prev_json,
@@ -280,7 +279,7 @@ impl Staged<'_> {
         };
         self.next_revision = revision;
         self.changed.insert(key.clone(), staged);
-        Ok(Decision::Write(event, Arc::new(object)))
+        Ok(Decision::Write(event))
     }
 }
 
@@ -314,10 +313,9 @@ fn process_batch(
         for (position, request) in batch.into_iter().enumerate() {
             senders.push(request.signal);
             match staged.evaluate(&request.key, request.op) {
-                Ok(Decision::Write(event, reply)) => {
+                Ok(Decision::Write(event)) => {
                     accepted.push(Accepted {
                         event,
-                        reply,
                         request: position,
                     });
                     replies.push(None);
@@ -371,7 +369,7 @@ fn process_batch(
         }
         shared.hub.lock().publish(accepted.iter().map(|a| &a.event));
         for a in accepted {
-            replies[a.request] = Some(Ok(a.reply));
+            replies[a.request] = Some(Ok((a.event.object, a.event.json)));
         }
     }
 
@@ -419,8 +417,33 @@ mod tests {
     }
 
     fn rv(reply: &Reply) -> String {
-        let obj = reply.as_ref().expect("write succeeded");
-        meta::resource_version(obj).to_string()
+        let (obj, json) = reply.as_ref().expect("write succeeded");
+        let rv = meta::resource_version(obj).to_string();
+        assert_eq!(
+            meta::resource_version(&serde_json::from_str::<Value>(json).expect("json")),
+            rv
+        );
+        rv
+    }
+
+    #[test]
+    fn comparing_in_place_with_a_lean_object_matches_comparing_its_lean_copy() {
+        let objects = [
+            json!({"metadata": {"name": "a", "managedFields": [{"manager": "m"}]}, "spec": 1}),
+            json!({"metadata": {"name": "a"}, "spec": 1}),
+            json!({"metadata": {"name": "a", "managedFields": []}, "spec": 2}),
+            json!({"metadata": {"managedFields": []}, "spec": 1}),
+            json!({"metadata": {}, "spec": 1}),
+            json!({"metadata": "x", "spec": 1}),
+            json!({"spec": 1}),
+            json!([1]),
+        ];
+        for a in &objects {
+            for b in &objects {
+                let b = crate::lean(b);
+                assert_eq!(crate::equals_lean(a, &b), crate::lean(a) == b, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

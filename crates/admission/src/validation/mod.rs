@@ -120,7 +120,8 @@ pub fn immutable<T: PartialEq>(
 }
 
 fn parse<T: DeserializeOwned>(info: &ResourceInfo, v: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(v.clone()).map_err(|e| {
+    // Straight from the tree: no copy of it first.
+    T::deserialize(v).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version {:?} cannot be handled as a {}: {e}",
             info.kind, info.version, info.kind

@@ -28,6 +28,12 @@ fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     T::deserialize(v).map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
 }
 
+/// A cached pod with what the planner reads of it (see [`crate::pods::decode_for_replica_set`]).
+fn planner_pod(v: &Value) -> Result<Pod, ApiError> {
+    crate::pods::decode_for_replica_set(v)
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+}
+
 #[derive(Clone, Copy)]
 struct Pending {
     expectations: Expectations,
@@ -164,7 +170,10 @@ impl<C: Client> ReplicaSetController<C> {
         pods.extend(self.informers.orphans(pod_info, meta::namespace(rs)));
         Ok(ObservedReplicaSet {
             replica_set: typed(rs)?,
-            pods: pods.iter().map(|p| typed(p)).collect::<Result<_, _>>()?,
+            pods: pods
+                .iter()
+                .map(|p| planner_pod(p))
+                .collect::<Result<_, _>>()?,
             related_pods: Vec::new(),
             expectations: self.current_expectations(key),
             now: jiff_now(&self.clock),
@@ -185,7 +194,7 @@ impl<C: Client> ReplicaSetController<C> {
             .iter()
             .filter(|sibling| meta::uid(sibling) != uid)
             .flat_map(|sibling| self.informers.controlled_by(pod_info, meta::uid(sibling)))
-            .map(|p| typed(&p))
+            .map(|p| planner_pod(&p))
             .collect()
     }
 
