@@ -112,6 +112,26 @@ impl OnTerminal {
         }
     }
 
+    /// Resizes the terminal and waits until a shell on it reports the new size (asking
+    /// again each second: the resize reaches it asynchronously), or fails with the screen.
+    fn resize_and_wait(&mut self, cols: u16, rows: u16) {
+        slipway_shim::set_window_size(&self.master, cols, rows).expect("resize");
+        let wanted = format!("SIZE_{rows} {cols}_END");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let from = self.seen.len();
+            self.type_text("echo SIZE_$(stty size)_END\n");
+            if self.shows(&wanted, from, Duration::from_secs(1)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the resize never arrived; the terminal shows:\n{}",
+                self.screen()
+            );
+        }
+    }
+
     /// Waits until `needle` is shown, or fails with the screen.
     fn expect(&mut self, needle: &str) {
         let from = 0;
@@ -192,20 +212,7 @@ fn exec_it_runs_a_shell_on_a_terminal_of_the_clients_size() {
     term.expect("LEADER_5");
 
     // A resize of kubectl's terminal reaches the command.
-    slipway_shim::set_window_size(&term.master, 120, 40).expect("resize");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let from = term.seen.len();
-        term.type_text("echo SIZE_$(stty size)_END\n");
-        if term.shows("SIZE_40 120_END", from, Duration::from_secs(1)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resize never arrived; the terminal shows:\n{}",
-            term.screen()
-        );
-    }
+    term.resize_and_wait(120, 40);
 
     // Ctrl-C interrupts the foreground command, not the session.
     // The marker comes from the foreground job itself, so it is the terminal's foreground
@@ -336,20 +343,7 @@ spec:
     term.type_text("echo SIZE_$(stty size)_END\n");
     term.expect("SIZE_27 91_END");
     // A resize of kubectl's terminal reaches the container's.
-    slipway_shim::set_window_size(&term.master, 100, 35).expect("resize");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let from = term.seen.len();
-        term.type_text("echo SIZE_$(stty size)_END\n");
-        if term.shows("SIZE_35 100_END", from, Duration::from_secs(1)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resize never arrived; the terminal shows:\n{}",
-            term.screen()
-        );
-    }
+    term.resize_and_wait(100, 35);
     // The shell's exit ends the container, and with it the session.
     term.type_text("exit 0\n");
     assert_eq!(term.wait(WAIT), 0, "{}", term.screen());
@@ -383,25 +377,8 @@ spec:
 "#,
     );
     wait_running(&s, "reader");
-    let mut child = s
-        .kubectl_cmd(&["attach", "-i", "reader"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl attach -i");
-    // Kills kubectl if the test fails before it has been waited for.
-    let mut guard = KillOnDrop(Some(child.id()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"one\ntwo\n")
-        .expect("write kubectl's stdin");
-    // kubectl's stdin is closed here: kubectl then closes the container's.
-    let out = wait_output(child, WAIT);
-    // Reaped: its PID may be reused from now on.
-    guard.0 = None;
+    // kubectl's input ends after the two lines: kubectl then closes the container's stdin.
+    let out = kubectl_with_input(&s, &["attach", "-i", "reader"], b"one\ntwo\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -416,31 +393,34 @@ spec:
     });
 }
 
-/// Kills a process (by PID) on drop, while it is armed (disarm it once the process has been
-/// reaped).
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
-}
-
-/// The output of `child`, which must exit within `timeout` (else it is killed and the test
-/// fails).
-fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
+/// Runs kubectl with `input` as its stdin (closed after it) and returns its output; kubectl
+/// must exit within [`WAIT`], else it is killed (by PID, while it is not yet reaped) and
+/// the test fails.
+fn kubectl_with_input(s: &ProcessServer, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = s
+        .kubectl_cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl");
     let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("wait for kubectl"),
+    let written = stdin.write_all(input);
+    drop(stdin);
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => {
+            written.expect("write kubectl's stdin");
+            out.expect("wait for kubectl")
+        }
         Err(_) => {
+            // Not reaped yet (its waiter still waits), so the PID is still kubectl's.
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("kubectl did not exit within {timeout:?}");
+            panic!("kubectl {args:?} did not exit within {WAIT:?}");
         }
     }
 }
@@ -451,8 +431,9 @@ fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
 #[test]
 fn run_i_rm_attaches_and_cleans_up() {
     let s = ProcessServer::start();
-    let mut child = s
-        .kubectl_cmd(&[
+    let out = kubectl_with_input(
+        &s,
+        &[
             "run",
             "-i",
             "--rm",
@@ -462,23 +443,9 @@ fn run_i_rm_attaches_and_cleans_up() {
             "--command",
             "--",
             "sh",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl run -i");
-    // Kills kubectl if the test fails before it has been waited for.
-    let mut guard = KillOnDrop(Some(child.id()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"echo hello-$((1+2))\nexit 4\n")
-        .expect("write kubectl's stdin");
-    let out = wait_output(child, WAIT);
-    // Reaped: its PID may be reused from now on.
-    guard.0 = None;
+        ],
+        b"echo hello-$((1+2))\nexit 4\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");

@@ -9,13 +9,24 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-fn open_watches(s: &Server) -> u64 {
+/// The `/metrics` text.
+fn metrics(s: &Server) -> String {
     let (code, body) = s.http("GET", "/metrics", None, b"", true);
     assert_eq!(code, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("apiserver_watches_open "))
+    body
+}
+
+/// The value of the unlabelled sample `name` in `/metrics` text.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("apiserver_watches_open in /metrics")
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+fn open_watches(s: &Server) -> u64 {
+    sample(&metrics(s), "apiserver_watches_open")
 }
 
 #[test]
@@ -251,16 +262,12 @@ fn events_expire_after_their_time_to_live() {
 }
 
 fn heap_allocated(s: &Server) -> u64 {
-    let (code, body) = s.http("GET", "/metrics", None, b"", true);
-    assert_eq!(code, 200, "{body}");
+    let body = metrics(s);
     assert!(
         body.contains("# TYPE slipway_heap_free_bytes gauge"),
         "no heap gauges in /metrics"
     );
-    body.lines()
-        .find_map(|l| l.strip_prefix("slipway_heap_allocated_bytes "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("slipway_heap_allocated_bytes in /metrics")
+    sample(&body, "slipway_heap_allocated_bytes")
 }
 
 /// `/metrics` reports the live heap (the benchmarks read memory per pod from it): it grows by
