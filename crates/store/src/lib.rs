@@ -146,7 +146,9 @@ pub struct StoreOptions {
     /// How many of the latest events the history window keeps for `watch(after)` replay.
     pub history_limit: usize,
     /// How many bytes of JSON text (of the events' objects) the history window keeps at most;
-    /// the oldest events leave first. The newest event is always kept.
+    /// the oldest events leave first. The newest event is always kept. The previous states'
+    /// texts are not counted: each is the text of an earlier version, shared with its event
+    /// while that is in the window, so they add at most as much again.
     pub history_bytes: usize,
     /// Storage prefixes whose index entries keep only the JSON text, no lean tree: for kinds
     /// that no in-process reader follows (Events), whose trees would only take memory. Reads
