@@ -180,12 +180,7 @@ impl Drop for OnTerminal {
 
 fn start_pod(s: &ProcessServer) {
     s.apply(POD);
-    eventually(WAIT, "pod shell running", || {
-        let p = s.get_json(&["pod", "shell"]);
-        p["status"]["containerStatuses"][0]["state"]["running"]
-            .is_object()
-            .then_some(())
-    });
+    wait_running(s, "shell");
 }
 
 #[test]
