@@ -63,7 +63,7 @@ impl Plan {
     /// The full run (about two minutes).
     pub fn full() -> Plan {
         Plan {
-            trials: 5,
+            trials: 9,
             rollout_replicas: 100,
             deployments: 1_000,
             replicas_each: 10,
@@ -236,6 +236,12 @@ async fn rollout_metrics(
         name: "rollout overhead per wave vs PATCHes (ms)".into(),
         value: r.per_wave_ms,
         baseline: r.writes_per_wave_ms,
+        goal: Goal::None,
+    });
+    emit(Metric {
+        name: "server CPU per rollout vs its wall time (ms)".into(),
+        value: r.server_cpu_ms,
+        baseline: r.wall_ms,
         goal: Goal::None,
     });
     Ok(())
@@ -438,6 +444,9 @@ struct Rollouts {
     per_wave_ms: f64,
     /// Median PATCH time ÷ waves.
     writes_per_wave_ms: f64,
+    /// Median CPU time of the server from the PATCH to the completed status: steadier than
+    /// wall time on a shared machine.
+    server_cpu_ms: f64,
 }
 
 async fn rollouts(
@@ -447,6 +456,7 @@ async fn rollouts(
     problems: &mut Vec<String>,
 ) -> Result<Rollouts> {
     let server = start(bin, dir, "rollout", "simulated").await?;
+    let pid = server.pid()?;
     let ep = server.endpoint.clone();
     let mut conn = ep.connect().await?;
     let replicas = plan.rollout_replicas;
@@ -490,6 +500,7 @@ async fn rollouts(
 
     let (mut wall, mut writes, mut writes_ms, mut per_wave, mut writes_per_wave) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut server_cpu = Vec::new();
     for trial in 1..=plan.trials {
         // Each ReplicaSet's size before the rollout.
         let mut sizes: HashMap<String, u64> = HashMap::new();
@@ -515,6 +526,7 @@ async fn rollouts(
         .await?;
         let patch = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "app", "image": format!("bench:{trial}")}]}}}});
+        let cpu0 = cpu_seconds(pid)?;
         let t0 = Instant::now();
         let patched = conn
             .expect_ok(
@@ -543,6 +555,7 @@ async fn rollouts(
             }
         };
         let took = ms(done_at - t0);
+        let cpu_ms = (cpu_seconds(pid)? - cpu0) * 1e3;
         let rv_done = revision(&done);
         // Writes by the controllers, the agent and the event recorder (not the user's PATCH).
         let n_writes = rv_done.saturating_sub(rv_patch);
@@ -569,7 +582,8 @@ async fn rollouts(
         let waves_f = waves.max(1) as f64;
         eprintln!(
             "note: rollout {trial}: {took:.0} ms, {waves} waves (ReplicaSet scale steps), \
-             {n_writes} writes; {n_writes} sequential PATCHes {base:.0} ms; settled {}",
+             {n_writes} writes, server CPU {cpu_ms:.0} ms; {n_writes} sequential PATCHes \
+             {base:.0} ms; settled {}",
             settled.map_or("never (still writing after 30 s)".into(), |s| format!(
                 "{:.0} ms after completion",
                 ms(s)
@@ -580,6 +594,7 @@ async fn rollouts(
         writes_ms.push(base);
         per_wave.push((took - ready_delays_ms) / waves_f);
         writes_per_wave.push(base / waves_f);
+        server_cpu.push(cpu_ms);
     }
     stop(server, "rollout", problems).await?;
     if wall.is_empty() {
@@ -591,6 +606,7 @@ async fn rollouts(
         writes_ms: median(&writes_ms),
         per_wave_ms: median(&per_wave),
         writes_per_wave_ms: median(&writes_per_wave),
+        server_cpu_ms: median(&server_cpu),
     })
 }
 

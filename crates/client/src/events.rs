@@ -3,10 +3,13 @@
 //! `lastTimestamp`. Best effort: failures are logged, never returned.
 //!
 //! [`EventWriter`] is the asynchronous part (as client-go's broadcaster): recording queues
-//! and returns at once, and a background task writes what is queued, many Events side by
-//! side so that they share the store's commits.
+//! and returns at once, and a background task passes each Event through client-go's
+//! correlator ([`Correlator`]: aggregation, counting repeats, the spam filter), then writes
+//! what is left, many Events side by side so that they share the store's commits.
 
+use crate::correlator::{Correlated, Correlator};
 use crate::{Client, PatchType};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use slipway_core::{meta, resources};
 use std::collections::HashMap;
@@ -33,17 +36,40 @@ pub async fn write_event<C: Client>(client: &C, ev: Value) {
     }
 }
 
-/// An Event waiting in an [`EventWriter`]: its name, and the object once it is written.
+/// Writes `ev`, an update of an Event written before (its name, new `count`,
+/// `lastTimestamp` and `message`); creates it if it is gone (expired, say).
+async fn update_event<C: Client>(client: &C, ev: Value) {
+    let info = resources::lookup("", "v1", "events").expect("events are served");
+    let (name, ns) = (meta::name(&ev), meta::namespace(&ev));
+    let patch = json!({
+        "count": ev["count"],
+        "lastTimestamp": ev["lastTimestamp"],
+        "message": ev["message"],
+    });
+    let ns = Some(ns).filter(|s| !s.is_empty());
+    match client.patch(info, ns, name, PatchType::Merge, patch).await {
+        Ok(_) => {}
+        Err(e) if e.code == 404 => write_event(client, ev).await,
+        Err(e) => tracing::debug!(error = %e, "updating an event failed"),
+    }
+}
+
+/// When an Event was recorded: its `lastTimestamp` (the epoch if it has none).
+fn recorded_at(ev: &Value) -> DateTime<Utc> {
+    ev["lastTimestamp"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(DateTime::UNIX_EPOCH, |t| t.with_timezone(&Utc))
+}
+
+/// An Event waiting in an [`EventWriter`]: the object, made when it is written. Its
+/// `lastTimestamp` is when it was recorded.
 pub trait PendingEvent: Send + 'static {
-    fn name(&self) -> String;
     fn into_object(self) -> Value;
 }
 
 /// A finished Event object.
 impl PendingEvent for Value {
-    fn name(&self) -> String {
-        meta::name(self).to_string()
-    }
     fn into_object(self) -> Value {
         self
     }
@@ -55,9 +81,9 @@ enum Item<E> {
 }
 
 /// Writes queued Events in the background, up to `in_flight` side by side (started in the
-/// order queued; a batch shares the store's commits). Every queued Event is written while
-/// the process runs; Events of the same name are written one after another, so each repeat
-/// adds one to `count`. Cheap to clone.
+/// order queued; a batch shares the store's commits). Every queued Event that the
+/// correlator keeps is written while the process runs; writes to the same Event go one
+/// after another, in order. Cheap to clone.
 pub struct EventWriter<E> {
     queue: mpsc::UnboundedSender<Item<E>>,
 }
@@ -106,29 +132,42 @@ async fn run<C: Client, E: PendingEvent>(
     mut rx: mpsc::UnboundedReceiver<Item<E>>,
     in_flight: usize,
 ) {
+    let mut correlator = Correlator::default();
     let mut batch = Vec::with_capacity(in_flight);
     while rx.recv_many(&mut batch, in_flight).await > 0 {
         let mut flushes = Vec::new();
         // Same name: in order, one after another (a repeat must see the first one).
-        let mut groups: Vec<Vec<E>> = Vec::new();
+        let mut groups: Vec<Vec<Correlated>> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         for item in batch.drain(..) {
             match item {
                 Item::Flush(done) => flushes.push(done),
                 Item::Event(e) => {
-                    let slot = *by_name.entry(e.name()).or_insert_with(|| {
-                        groups.push(Vec::new());
-                        groups.len() - 1
-                    });
-                    groups[slot].push(e);
+                    let ev = e.into_object();
+                    let now = recorded_at(&ev);
+                    let write = correlator.correlate(ev, now);
+                    let (Correlated::Create(ev) | Correlated::Update(ev)) = &write else {
+                        continue;
+                    };
+                    let slot = *by_name
+                        .entry(meta::name(ev).to_string())
+                        .or_insert_with(|| {
+                            groups.push(Vec::new());
+                            groups.len() - 1
+                        });
+                    groups[slot].push(write);
                 }
             }
         }
         futures::future::join_all(groups.into_iter().map(|group| {
             let client = &client;
             async move {
-                for e in group {
-                    write_event(client, e.into_object()).await;
+                for write in group {
+                    match write {
+                        Correlated::Create(ev) => write_event(client, ev).await,
+                        Correlated::Update(ev) => update_event(client, ev).await,
+                        Correlated::Skip => {}
+                    }
                 }
             }
         }))

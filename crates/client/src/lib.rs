@@ -7,6 +7,7 @@
 //! controller writes go through the same admission as kubectl's. Nothing here depends on the
 //! embedded store, so a second implementation over a real cluster's API is possible.
 
+pub mod correlator;
 pub mod events;
 mod informer;
 mod queue;

@@ -112,9 +112,6 @@ struct Queued {
 }
 
 impl PendingEvent for Queued {
-    fn name(&self) -> String {
-        self.involved.event_name(&self.event)
-    }
     fn into_object(self) -> Value {
         self.involved
             .event_object(&self.event, self.component, self.now)

@@ -376,6 +376,59 @@ fn scaling_mid_rollout_is_proportional() {
 }
 
 #[test]
+fn a_replica_set_of_forty_reports_its_creations_as_client_go_correlates_them() {
+    let s = simulated();
+    s.apply(&deployment("many", 40, ROLLING_3_2, "", "example/app:1.0"));
+    s.ok(&["rollout", "status", "deploy/many", "--timeout=30s"]);
+    let rs = s.get_json(&["rs", "-l", "app=many"])["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let creations = || -> Vec<(String, i64)> {
+        let list = s.get_json(&["events", "--field-selector", "reason=SuccessfulCreate"]);
+        let mut found: Vec<(String, i64)> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == rs.as_str())
+            .map(|e| {
+                let message = e["message"].as_str().unwrap().to_string();
+                (message, e["count"].as_i64().unwrap())
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    // Nine Events of their own; from the tenth pod on, one aggregate Event, counted up to the
+    // 25th Event of the burst; the 15 creations after it are dropped by the spam filter.
+    let found = eventually(
+        Duration::from_secs(20),
+        "the aggregate SuccessfulCreate Event to count 16",
+        || {
+            let found = creations();
+            found
+                .iter()
+                .any(|(m, n)| {
+                    m.starts_with("(combined from similar events): Created pod: ") && *n == 16
+                })
+                .then_some(found)
+        },
+    );
+    assert_eq!(found.len(), 10, "{found:#?}");
+    assert!(
+        found[1..]
+            .iter()
+            .all(|(m, n)| m.starts_with(&format!("Created pod: {rs}-")) && *n == 1),
+        "{found:#?}"
+    );
+    let describe = s.ok(&["describe", "rs", &rs]);
+    assert!(
+        describe.contains("(combined from similar events): Created pod:"),
+        "{describe}"
+    );
+}
+
+#[test]
 fn recreate_terminates_every_old_pod_before_starting_new_ones() {
     let s = simulated();
     let slow_stop = r#""sim.slipway.dev/terminate-after": "300ms""#;
