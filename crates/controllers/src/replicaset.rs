@@ -29,6 +29,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// At most this many pods are created or deleted per pass (burstReplicas).
@@ -57,11 +58,12 @@ pub struct ObservedReplicaSet {
     /// The ReplicaSet as stored.
     pub replica_set: ReplicaSet,
     /// Pods of the namespace it controls or that have no controller. The planner reads only
-    /// what [`crate::pods::decode_for_replica_set`] keeps of a pod.
-    pub pods: Vec<Pod>,
+    /// what [`crate::pods::decode_for_replica_set`] keeps of a pod. Shared: the controller
+    /// keeps decoded pods from one pass to the next.
+    pub pods: Vec<Arc<Pod>>,
     /// Active pods of sibling ReplicaSets (same controller), for co-location ranking (read
     /// likewise).
-    pub related_pods: Vec<Pod>,
+    pub related_pods: Vec<Arc<Pod>>,
     /// Outstanding expectations from earlier passes.
     pub expectations: Expectations,
     /// The clock reading for this pass.
@@ -103,7 +105,7 @@ pub fn plan(observed: &ObservedReplicaSet) -> Result<ReplicaSetPlan, PlanError> 
     let metas: Vec<&ObjectMeta> = observed.pods.iter().map(|p| &p.metadata).collect();
     let claims = claim(&owner, deleting, &matcher, &metas);
     let mut plan = ReplicaSetPlan::default();
-    let mut claimed: Vec<&Pod> = claims.owned.iter().map(|&i| &observed.pods[i]).collect();
+    let mut claimed: Vec<&Pod> = claims.owned.iter().map(|&i| &*observed.pods[i]).collect();
     for patch in &claims.patches {
         if let OwnershipChange::Adopt(_) = patch.change
             && let Some(pod) = observed
@@ -127,7 +129,7 @@ pub fn plan(observed: &ObservedReplicaSet) -> Result<ReplicaSetPlan, PlanError> 
             plan.create_batches = slow_start_batches(count);
         } else if diff > 0 {
             let count = usize::try_from(diff.min(i64::from(BURST_REPLICAS))).unwrap_or(0);
-            let related: Vec<&Pod> = observed.related_pods.iter().collect();
+            let related: Vec<&Pod> = observed.related_pods.iter().map(|p| &**p).collect();
             let chosen: Vec<usize> = if count < active.len() {
                 deletion_order(&active, &related, observed.now)
                     .into_iter()

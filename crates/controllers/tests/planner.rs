@@ -14,6 +14,7 @@ use slipway_controllers::hash::compute_hash;
 use slipway_controllers::ownership::{OwnershipChange, controller_ref};
 use slipway_controllers::replicaset::{self, Expectations, ObservedReplicaSet};
 use slipway_controllers::{EventType, Requeue};
+use std::sync::Arc;
 use support::*;
 
 fn observe(
@@ -399,7 +400,7 @@ fn rs_observed(replicas: i32, pods: Vec<Pod>, now_offset: i64) -> ObservedReplic
     rs.metadata.generation = Some(2);
     ObservedReplicaSet {
         replica_set: rs,
-        pods,
+        pods: pods.into_iter().map(Arc::new).collect(),
         related_pods: vec![],
         expectations: Expectations::default(),
         now: secs(base, now_offset),
@@ -649,7 +650,7 @@ fn replica_set_plans_the_same_from_slim_and_whole_pods() {
                     .spec
                     .iter_mut()
                     .for_each(|s| s.min_ready_seconds = Some(min_ready));
-                observed.related_pods = pods[16..].to_vec();
+                observed.related_pods = pods[16..].iter().cloned().map(Arc::new).collect();
                 observed
             };
             let from_whole = replicaset::plan(&build(&whole)).expect("plan");

@@ -49,6 +49,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 use support::{deployment, secs, template, ts};
 
@@ -723,9 +724,9 @@ impl Sim {
         let mut related = Vec::new();
         for p in pods {
             if owner_uid(p) == uid {
-                own.push(p.clone());
+                own.push(Arc::new(p.clone()));
             } else if !terminating(p) {
-                related.push(p.clone());
+                related.push(Arc::new(p.clone()));
             }
         }
         ObservedReplicaSet {

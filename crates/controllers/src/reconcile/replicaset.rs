@@ -28,10 +28,44 @@ fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     T::deserialize(v).map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
 }
 
-/// A cached pod with what the planner reads of it (see [`crate::pods::decode_for_replica_set`]).
-fn planner_pod(v: &Value) -> Result<Pod, ApiError> {
-    crate::pods::decode_for_replica_set(v)
-        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
+/// Pods decoded for the planner that are kept between passes, least recently used out
+/// first: enough for the pods of the ReplicaSets being rolled, not every pod of a large fleet.
+const DECODED_PODS: usize = 2048;
+
+/// Pods as the planner reads them ([`crate::pods::decode_for_replica_set`]), by uid, with the
+/// `resourceVersion` each was decoded at: a pass decodes only the pods changed since the
+/// last pass that saw them (a rollout syncs a ReplicaSet dozens of times, for a few changed
+/// pods each time).
+struct DecodedPods {
+    by_uid: hashlink::LruCache<String, (String, Arc<Pod>)>,
+}
+
+impl DecodedPods {
+    fn new() -> DecodedPods {
+        DecodedPods {
+            by_uid: hashlink::LruCache::new(DECODED_PODS),
+        }
+    }
+
+    /// The planner's view of the cached pod `v`.
+    fn get(&mut self, v: &Value) -> Result<Arc<Pod>, ApiError> {
+        let (uid, rv) = (meta::uid(v), meta::resource_version(v));
+        if let Some((seen_rv, pod)) = self.by_uid.get(uid)
+            && seen_rv == rv
+            && !uid.is_empty()
+        {
+            return Ok(Arc::clone(pod));
+        }
+        let pod = Arc::new(
+            crate::pods::decode_for_replica_set(v)
+                .map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))?,
+        );
+        if !uid.is_empty() {
+            self.by_uid
+                .insert(uid.to_string(), (rv.to_string(), Arc::clone(&pod)));
+        }
+        Ok(pod)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -48,6 +82,7 @@ pub struct ReplicaSetController<C: Client> {
     queue: WorkQueue,
     expectations: Mutex<HashMap<String, Pending>>,
     recorder: events::Recorder,
+    decoded: Mutex<DecodedPods>,
 }
 
 impl<C: Client> ReplicaSetController<C> {
@@ -65,6 +100,7 @@ impl<C: Client> ReplicaSetController<C> {
             queue: WorkQueue::new(),
             expectations: Mutex::default(),
             recorder,
+            decoded: Mutex::new(DecodedPods::new()),
         })
     }
 
@@ -168,11 +204,12 @@ impl<C: Client> ReplicaSetController<C> {
         let mut pods = self.informers.controlled_by(pod_info, meta::uid(rs));
         // Orphans matching the selector are adopted by the planner.
         pods.extend(self.informers.orphans(pod_info, meta::namespace(rs)));
+        let mut decoded = self.decoded.lock();
         Ok(ObservedReplicaSet {
             replica_set: typed(rs)?,
             pods: pods
                 .iter()
-                .map(|p| planner_pod(p))
+                .map(|p| decoded.get(p))
                 .collect::<Result<_, _>>()?,
             related_pods: Vec::new(),
             expectations: self.current_expectations(key),
@@ -182,19 +219,20 @@ impl<C: Client> ReplicaSetController<C> {
 
     /// Active pods of sibling ReplicaSets (same controller): they rank deletions by
     /// co-location, and matter to nothing else the planner decides.
-    fn related_pods(&self, rs: &Value) -> Result<Vec<Pod>, ApiError> {
+    fn related_pods(&self, rs: &Value) -> Result<Vec<Arc<Pod>>, ApiError> {
         let pod_info = resources::lookup("", "v1", "pods").expect("served");
         let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
         let Some((_, _, owner)) = controller_of(rs) else {
             return Ok(Vec::new());
         };
         let uid = meta::uid(rs);
+        let mut decoded = self.decoded.lock();
         self.informers
             .controlled_by(rs_info, owner)
             .iter()
             .filter(|sibling| meta::uid(sibling) != uid)
             .flat_map(|sibling| self.informers.controlled_by(pod_info, meta::uid(sibling)))
-            .map(|p| planner_pod(&p))
+            .map(|p| decoded.get(&p))
             .collect()
     }
 
@@ -346,4 +384,38 @@ async fn futures_join<F: std::future::Future<Output = T> + Send, T: Send>(
     futs: impl Iterator<Item = F>,
 ) -> Vec<T> {
     futures::future::join_all(futs).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(uid: &str, rv: &str, phase: &str) -> Value {
+        json!({"metadata": {"name": format!("p-{uid}"), "namespace": "default", "uid": uid,
+                            "resourceVersion": rv},
+               "spec": {"containers": [{"name": "app", "image": "x"}]},
+               "status": {"phase": phase}})
+    }
+
+    #[test]
+    fn decoded_pods_are_reused_until_their_resource_version_changes() {
+        let mut decoded = DecodedPods::new();
+        let first = decoded.get(&pod("a", "1", "Pending")).unwrap();
+        let again = decoded.get(&pod("a", "1", "Pending")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same version: decoded once");
+        let changed = decoded.get(&pod("a", "2", "Running")).unwrap();
+        assert_eq!(
+            changed.status.as_ref().unwrap().phase.as_deref(),
+            Some("Running")
+        );
+        assert_eq!(
+            *changed,
+            crate::pods::decode_for_replica_set(&pod("a", "2", "Running")).unwrap()
+        );
+        // Without a uid nothing is kept.
+        let anonymous = json!({"metadata": {"name": "x", "resourceVersion": "1"}});
+        let one = decoded.get(&anonymous).unwrap();
+        assert!(!Arc::ptr_eq(&one, &decoded.get(&anonymous).unwrap()));
+    }
 }

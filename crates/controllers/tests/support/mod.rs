@@ -16,6 +16,7 @@ use slipway_controllers::deployment::{self, DeploymentAction, ObservedDeployment
 use slipway_controllers::ownership::controller_of;
 use slipway_controllers::replicaset::{self, Expectations, ObservedReplicaSet};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub fn ts(s: &str) -> Timestamp {
     s.parse()
@@ -377,7 +378,7 @@ impl Cluster {
                         .pods
                         .iter()
                         .filter(|p| controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
-                        .cloned()
+                        .map(|p| Arc::new(p.clone()))
                         .collect(),
                     replica_set: rs.clone(),
                     related_pods: Vec::new(),
