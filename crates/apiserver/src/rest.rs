@@ -1082,7 +1082,8 @@ impl Rest {
                 if opts.dry_run {
                     return Ok(Deleted::Gone(success_status(info, &current)));
                 }
-                return match self.store.delete(&k, expected) {
+                // The removed object is not returned: no whole copy of it is built.
+                return match self.store.delete_json(&k, expected) {
                     Ok(_) => Ok(Deleted::Gone(success_status(info, &current))),
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(StoreError::NotFound) => Err(ApiError::not_found(info, &name)),

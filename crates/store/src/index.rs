@@ -19,9 +19,13 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// The whole object, parsed from its committed text.
+    /// The whole object: the lean one copied, with `managedFields` read from the text (see
+    /// [`whole_from`]); parsed from the text under a text-only prefix.
     pub fn whole(&self) -> Value {
-        parse(&self.json)
+        match &self.object {
+            Some(lean) => whole_from(lean, &self.json),
+            None => parse(&self.json),
+        }
     }
 
     /// The lean object: the shared one, or one parsed from the text under a text-only prefix.
@@ -34,6 +38,82 @@ impl Entry {
                 Arc::new(object)
             }
         }
+    }
+}
+
+/// The whole object of `lean` (a stored object without `metadata.managedFields`) and `json`
+/// (its committed text, with them): a copy of the tree with `managedFields` put back at their
+/// place among the metadata's keys. The same value as parsing `json`, for less work: copying
+/// a tree hashes no keys and scans no text, and the rest of the text is only skipped over.
+pub(crate) fn whole_from(lean: &Value, json: &str) -> Value {
+    let mut whole = lean.clone();
+    let Ok(Top(Some((position, managed)))) = serde_json::from_str::<Top>(json) else {
+        return whole;
+    };
+    if let Some(metadata) = whole.get_mut("metadata").and_then(Value::as_object_mut) {
+        let position = position.min(metadata.len());
+        metadata.shift_insert(position, crate::MANAGED_FIELDS.to_string(), managed);
+    }
+    whole
+}
+
+/// What [`whole_from`] reads of a stored text: `metadata.managedFields` and their position
+/// among the metadata's keys; everything else is skipped without being kept.
+struct Top(Option<(usize, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+        struct TopVisitor;
+        impl<'de> serde::de::Visitor<'de> for TopVisitor {
+            type Value = Top;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "metadata" {
+                        found = map.next_value::<Managed>()?.0;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Top(found))
+            }
+        }
+        d.deserialize_map(TopVisitor)
+    }
+}
+
+/// `managedFields` of a metadata object, and their position among its keys.
+struct Managed(Option<(usize, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Managed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Managed, D::Error> {
+        struct ManagedVisitor;
+        impl<'de> serde::de::Visitor<'de> for ManagedVisitor {
+            type Value = Managed;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Managed, A::Error> {
+                let mut found = None;
+                let mut position = 0;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == crate::MANAGED_FIELDS {
+                        found = Some((position, map.next_value::<Value>()?));
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        position += 1;
+                    }
+                }
+                Ok(Managed(found))
+            }
+        }
+        d.deserialize_map(ManagedVisitor)
     }
 }
 
@@ -202,5 +282,41 @@ mod tests {
         index.remove(&key("p", "a", "x"));
         assert_eq!(index.len(), 0);
         assert!(index.prefixes().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod whole_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `whole_from` gives what parsing the text gives, keys in the same order.
+    fn check(object: Value) {
+        let json = serde_json::to_string(&object).unwrap();
+        let mut lean = object.clone();
+        crate::make_lean(&mut lean);
+        let whole = whole_from(&lean, &json);
+        assert_eq!(whole, parse(&json));
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            json,
+            "same key order"
+        );
+    }
+
+    #[test]
+    fn a_whole_object_rebuilt_from_its_lean_tree_equals_its_parsed_text() {
+        let managed = json!([{"manager": "kubectl", "operation": "Update",
+                              "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
+        check(json!({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": "a", "managedFields": managed, "uid": "u"},
+                     "spec": {"x": [1, 2, {"y": "z\"q"}]}}));
+        check(json!({"metadata": {"managedFields": managed}}));
+        check(
+            json!({"kind": "X", "metadata": {"name": "a", "labels": {"k": "v"},
+                     "managedFields": managed}, "status": {"metadata": {"managedFields": 1}}}),
+        );
+        check(json!({"metadata": {"name": "no managed fields"}, "data": {"a\nb": "c"}}));
+        check(json!({"kind": "no metadata"}));
     }
 }

@@ -294,7 +294,7 @@ pub(crate) fn make_lean(obj: &mut Value) {
     }
 }
 
-const MANAGED_FIELDS: &str = "managedFields";
+pub(crate) const MANAGED_FIELDS: &str = "managedFields";
 
 /// The store. Cheap to clone (shared handle).
 #[derive(Clone)]
@@ -413,14 +413,8 @@ impl Store {
     /// the caller owns it. Readers that do not need `managedFields` use [`Store::get_lean`].
     pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
         // Parsed after the lock is released, so writers never wait for it.
-        let json = self
-            .inner
-            .shared
-            .index
-            .read()
-            .get(key)
-            .map(|entry| Arc::clone(&entry.json))?;
-        Some(Arc::new(index::parse(&json)))
+        let entry = self.inner.shared.index.read().get(key).cloned()?;
+        Some(Arc::new(entry.whole()))
     }
 
     /// The current object at `key`, lean (without `metadata.managedFields`), shared.
@@ -542,9 +536,9 @@ impl Store {
     }
 }
 
-/// The whole object of a write's reply, rebuilt from its text.
-fn whole((_, json): WithJson) -> Arc<Value> {
-    Arc::new(index::parse(&json))
+/// The whole object of a write's reply, rebuilt from its lean tree and its text.
+fn whole((lean, json): WithJson) -> Arc<Value> {
+    Arc::new(index::whole_from(&lean, &json))
 }
 
 fn require_object(obj: &Value) -> Result<(), StoreError> {
