@@ -178,19 +178,40 @@ impl Context<'_> {
                 cannot_handle(self.info, self.data, &detail)
             })?,
         };
-        let round_trip = serde_json::to_value(&typed)
+        // One encoding serves both the unknown-field check and the result: the defaulted
+        // object is compared with the body first. Defaulting only adds fields to most kinds;
+        // where it found a field missing (a default may remove one, as a Service's
+        // `sessionAffinityConfig`), the check is made again, exactly, against the body's own
+        // round trip.
+        let mut shape = defaults::Shape::default();
+        default(&mut typed, &mut shape, self.is_create);
+        let mut object = serde_json::to_value(&typed)
             .map_err(|e| ApiError::internal(format!("encoding {}: {e}", self.info.kind)))?;
-        let mut unknown = Vec::new();
         // The Rollout types leave empty lists out when they serialise (k8s-openapi keeps
         // them), so an empty list the round trip dropped is a known field there.
         let empty_lists_known = self.info.kind == "Rollout";
+        let mut unknown = Vec::new();
         unknown_fields(
             &body,
-            &round_trip,
+            &object,
             empty_lists_known,
             &mut String::new(),
             &mut unknown,
         );
+        if !unknown.is_empty() {
+            let undefaulted: T = T::deserialize(&body)
+                .map_err(|e| cannot_handle(self.info, self.data, &e.to_string()))?;
+            let round_trip = serde_json::to_value(&undefaulted)
+                .map_err(|e| ApiError::internal(format!("encoding {}: {e}", self.info.kind)))?;
+            unknown.clear();
+            unknown_fields(
+                &body,
+                &round_trip,
+                empty_lists_known,
+                &mut String::new(),
+                &mut unknown,
+            );
+        }
         let mut warnings = Vec::new();
         if !unknown.is_empty() {
             let messages: Vec<String> = unknown
@@ -209,10 +230,6 @@ impl Context<'_> {
                 FieldValidation::Ignore => {}
             }
         }
-        let mut shape = defaults::Shape::default();
-        default(&mut typed, &mut shape, self.is_create);
-        let mut object = serde_json::to_value(&typed)
-            .map_err(|e| ApiError::internal(format!("encoding {}: {e}", self.info.kind)))?;
         shape.apply(&mut object);
         for pointer in absent_required {
             remove_pointer(&mut object, pointer);

@@ -744,3 +744,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fields_a_default_removes_are_known_and_unknown_ones_next_to_them_are_reported() {
+    // Defaulting drops a Service's `sessionAffinityConfig` when the affinity is None, and a
+    // Secret's `stringData` (merged into `data`): neither is an unknown field.
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"sessionAffinity": "None",
+                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}},
+                 "ports": [{"port": 80}]}
+    });
+    let decoded = decode(
+        info("v1", "Service"),
+        service.clone(),
+        FieldValidation::Strict,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(decoded.warnings.is_empty(), "{:?}", decoded.warnings);
+    assert!(
+        decoded
+            .object
+            .pointer("/spec/sessionAffinityConfig")
+            .is_none()
+    );
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                        "stringData": {"a": "b"}});
+    let decoded = decode(info("v1", "Secret"), secret, FieldValidation::Strict)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decoded.object["data"]["a"], "Yg==");
+    let mut with_unknown = service;
+    with_unknown["spec"]["sessionAffinityConfig"]["bogus"] = json!(1);
+    assert_eq!(
+        decode_err(info("v1", "Service"), with_unknown, FieldValidation::Strict),
+        "Service in version \"v1\" cannot be handled as a Service: strict decoding error: unknown field \"spec.sessionAffinityConfig.bogus\""
+    );
+}
