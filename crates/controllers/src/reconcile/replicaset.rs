@@ -29,8 +29,8 @@ fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
 }
 
 /// Pods decoded for the planner that are kept between passes, least recently used out
-/// first: enough for the pods of the ReplicaSets being rolled, not every pod of a large fleet.
-const DECODED_PODS: usize = 2048;
+/// first: enough for the old and new pods of a rollout of 250 replicas, and a few MB at most.
+const DECODED_PODS: usize = 512;
 
 /// Pods as the planner reads them ([`crate::pods::decode_for_replica_set`]), by uid, with the
 /// `resourceVersion` each was decoded at: a pass decodes only the pods changed since the
