@@ -42,78 +42,27 @@ impl Entry {
 }
 
 /// The whole object of `lean` (a stored object without `metadata.managedFields`) and `json`
-/// (its committed text, with them): a copy of the tree with `managedFields` put back at their
-/// place among the metadata's keys. The same value as parsing `json`, for less work: copying
-/// a tree hashes no keys and scans no text, and the rest of the text is only skipped over.
+/// (its committed text, with them): a copy of the tree with `managedFields` parsed from their
+/// slice of the text and put back at their place among the metadata's keys. The same value
+/// as parsing `json`, for less work: copying a tree hashes no keys, and the rest of the text
+/// is only scanned ([`crate::scan`]).
 pub(crate) fn whole_from(lean: &Value, json: &str) -> Value {
-    let mut whole = lean.clone();
-    let Ok(Top(Some((position, managed)))) = serde_json::from_str::<Top>(json) else {
-        return whole;
+    let (position, span) = match crate::scan::managed_fields(json) {
+        Ok(Some(found)) => found,
+        Ok(None) => return lean.clone(),
+        Err(()) => return parse(json),
     };
-    if let Some(metadata) = whole.get_mut("metadata").and_then(Value::as_object_mut) {
-        let position = position.min(metadata.len());
-        metadata.shift_insert(position, crate::MANAGED_FIELDS.to_string(), managed);
-    }
-    whole
-}
-
-/// What [`whole_from`] reads of a stored text: `metadata.managedFields` and their position
-/// among the metadata's keys; everything else is skipped without being kept.
-struct Top(Option<(usize, Value)>);
-
-impl<'de> serde::Deserialize<'de> for Top {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
-        struct TopVisitor;
-        impl<'de> serde::de::Visitor<'de> for TopVisitor {
-            type Value = Top;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-                let mut found = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "metadata" {
-                        found = map.next_value::<Managed>()?.0;
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                Ok(Top(found))
-            }
+    let Ok(managed) = serde_json::from_str::<Value>(&json[span]) else {
+        return parse(json);
+    };
+    let mut whole = lean.clone();
+    match whole.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(metadata) => {
+            let position = position.min(metadata.len());
+            metadata.shift_insert(position, crate::MANAGED_FIELDS.to_string(), managed);
+            whole
         }
-        d.deserialize_map(TopVisitor)
-    }
-}
-
-/// `managedFields` of a metadata object, and their position among its keys.
-struct Managed(Option<(usize, Value)>);
-
-impl<'de> serde::Deserialize<'de> for Managed {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Managed, D::Error> {
-        struct ManagedVisitor;
-        impl<'de> serde::de::Visitor<'de> for ManagedVisitor {
-            type Value = Managed;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Managed, A::Error> {
-                let mut found = None;
-                let mut position = 0;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == crate::MANAGED_FIELDS {
-                        found = Some((position, map.next_value::<Value>()?));
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                        position += 1;
-                    }
-                }
-                Ok(Managed(found))
-            }
-        }
-        d.deserialize_map(ManagedVisitor)
+        None => parse(json),
     }
 }
 

@@ -25,6 +25,7 @@
 
 mod hub;
 mod index;
+mod scan;
 mod sql;
 mod writer;
 
