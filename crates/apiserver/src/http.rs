@@ -331,7 +331,7 @@ async fn resource_request(
             let opts = DeleteOptions::parse(&raw, &q)?;
             match blocking(move || rest.delete(&t, &opts)).await? {
                 Deleted::Gone(status) => Ok(json_response(200, "application/json", &status)),
-                Deleted::Pending(obj) => Ok(encode(200, repr, &obj, &[])),
+                Deleted::Pending(w) => Ok(written_response(&state.rest, info, w, repr)),
             }
         }
         (Method::DELETE, false, None) => {

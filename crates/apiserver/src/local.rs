@@ -212,7 +212,7 @@ impl Client for LocalClient {
         };
         self.blocking(move |rest| match rest.delete(&t, &opts)? {
             Deleted::Gone(_) => Ok(None),
-            Deleted::Pending(obj) => Ok(Some(owned(obj))),
+            Deleted::Pending(w) => Ok(Some(owned(w.object))),
         })
         .await
     }

@@ -37,13 +37,26 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
+impl Written {
+    /// A 200 reply of `object`, whole, with no committed text.
+    fn whole(object: Arc<Value>) -> Written {
+        Written {
+            code: 200,
+            object,
+            json: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// The result of a delete.
 #[derive(Debug)]
 pub enum Deleted {
     /// The object is gone; the body is a `Status` of success.
     Gone(Value),
-    /// The object is being deleted (finalizers or a grace period); the body is the object.
-    Pending(Arc<Value>),
+    /// The object is being deleted (finalizers or a grace period); the body is the object
+    /// (code 200; lean with its committed text, when this call wrote it).
+    Pending(Written),
 }
 
 /// One page of a list.
@@ -1101,7 +1114,7 @@ impl Rest {
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
                 if grace >= current_grace {
-                    return Ok(Deleted::Pending(whole));
+                    return Ok(Deleted::Pending(Written::whole(whole)));
                 }
             }
             let deadline = self.now() + chrono::Duration::seconds(grace);
@@ -1129,10 +1142,17 @@ impl Rest {
                 status.insert("phase".into(), json!("Terminating"));
             }
             if opts.dry_run {
-                return Ok(Deleted::Pending(Arc::new(new)));
+                return Ok(Deleted::Pending(Written::whole(Arc::new(new))));
             }
-            match self.store.update(&k, new, expected) {
-                Ok(stored) => return Ok(Deleted::Pending(stored)),
+            match self.store.update_json(&k, new, expected) {
+                Ok((lean, json)) => {
+                    return Ok(Deleted::Pending(Written {
+                        code: 200,
+                        object: lean,
+                        json: Some(json),
+                        warnings: Vec::new(),
+                    }));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(store_error(info, &name, e)),
             }
@@ -1192,7 +1212,10 @@ impl Rest {
                 ..t.clone()
             };
             match self.delete(&target, opts) {
-                Ok(Deleted::Pending(o)) => deleted.push(o),
+                Ok(Deleted::Pending(w)) => deleted.push(match &w.json {
+                    Some(json) => serde_json::from_str(json).map_or(w.object, Arc::new),
+                    None => w.object,
+                }),
                 // The whole last state (the listed object is lean).
                 Ok(Deleted::Gone(_)) => deleted.push(
                     text.and_then(|t| serde_json::from_str(&t).ok())
