@@ -15,6 +15,20 @@ use slipway_core::{meta, resources};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
+/// FNV-1a of `parts`, each followed by `separator`: the hash in Event names, so that the
+/// same Event gets the same name. (Each recorder keeps the separator it has always used, so
+/// names stay stable across versions.)
+pub fn name_hash(parts: &[&str], separator: u8) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(separator)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// Creates the Event `ev`, or counts a repeat of it (same name) on the existing one.
 pub async fn write_event<C: Client>(client: &C, ev: Value) {
     let info = resources::lookup("", "v1", "events").expect("events are served");

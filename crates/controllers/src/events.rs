@@ -13,14 +13,7 @@ use slipway_client::{Client, EventWriter, PendingEvent, write_event};
 use slipway_core::meta;
 
 fn fnv64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x100000001b3);
-        }
-    }
-    h
+    slipway_client::events::name_hash(parts, 0)
 }
 
 /// The Event object for `event` on `obj`, reported by `component`.

@@ -9,31 +9,20 @@ use std::ops::Range;
 /// then parses it.
 pub(crate) fn managed_fields(json: &str) -> Result<Option<(usize, Range<usize>)>, ()> {
     let b = json.as_bytes();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return Err(());
+    let Some((_, metadata)) = find_key(b, skip_ws(b, 0), b"metadata")? else {
+        return Ok(None);
+    };
+    if b.get(metadata.start) != Some(&b'{') {
+        return Ok(None);
     }
-    i += 1;
-    loop {
-        i = skip_ws(b, i);
-        match b.get(i) {
-            Some(b'}') => return Ok(None),
-            Some(b',') => i = skip_ws(b, i + 1),
-            _ => {}
-        }
-        let (key, after_key) = key_at(b, i)?;
-        i = colon_after(b, after_key)?;
-        if key == b"metadata" {
-            return metadata(b, i);
-        }
-        i = skip_value(b, i)?;
-    }
+    find_key(b, metadata.start, b"managedFields")
 }
 
-/// Scans the metadata object starting at `i` for `managedFields`.
-fn metadata(b: &[u8], mut i: usize) -> Result<Option<(usize, Range<usize>)>, ()> {
+/// In the object starting at `i` (its `{`), the position among its keys and the byte range
+/// of the value of `wanted`.
+fn find_key(b: &[u8], mut i: usize, wanted: &[u8]) -> Result<Option<(usize, Range<usize>)>, ()> {
     if b.get(i) != Some(&b'{') {
-        return Ok(None);
+        return Err(());
     }
     i += 1;
     let mut position = 0;
@@ -47,7 +36,7 @@ fn metadata(b: &[u8], mut i: usize) -> Result<Option<(usize, Range<usize>)>, ()>
         let (key, after_key) = key_at(b, i)?;
         i = colon_after(b, after_key)?;
         let end = skip_value(b, i)?;
-        if key == b"managedFields" {
+        if key == wanted {
             return Ok(Some((position, i..end)));
         }
         position += 1;

@@ -52,14 +52,7 @@ impl PodEvent {
 }
 
 fn fnv64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+    slipway_client::events::name_hash(parts, 0xff)
 }
 
 /// The Event object for `ev` about `pod`.
