@@ -30,45 +30,31 @@ pub fn jiff_now(clock: &Clock) -> k8s_openapi::jiff::Timestamp {
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// The delay before retrying a key whose sync failed `failures` times in a row (at least
-/// once): client-go's per-item exponential back-off of its default controller rate limiter,
-/// 5 ms doubling up to 1,000 s. A failure is most often a cache a write behind (a conflict,
-/// or a check of Kubernetes' own that a stale status trips), which the next try passes.
-pub(crate) fn failure_delay(failures: u32) -> Duration {
-    const BASE_MS: u64 = 5;
-    const MAX: Duration = Duration::from_secs(1000);
-    let exponent = failures.saturating_sub(1).min(30);
-    Duration::from_millis(BASE_MS.saturating_mul(1u64 << exponent)).min(MAX)
-}
-
 /// Processes `queue` with `sync` until the queue shuts down: requeues a key when its sync
-/// asks for it, and retries a failed sync after [`failure_delay`] (a success forgets the
-/// key's failures).
+/// asks for it, and retries a failed sync after the queue's per-key back-off (a success on any
+/// worker forgets the key's failures). A failure is most often a cache a write behind (a
+/// conflict, or a check of Kubernetes' own that a stale status trips), which the next try
+/// passes.
 pub(crate) async fn work<F, Fut>(queue: &WorkQueue, controller: &str, sync: F)
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Requeue>, ApiError>>,
 {
     let metrics = crate::metrics::controller(controller);
-    // Consecutive failures per key (one sync runs at a time, so no lock is needed).
-    let mut failures: HashMap<String, u32> = HashMap::new();
     while let Some(key) = queue.next().await {
         metrics.set_queue_depth(queue.len());
         let result = sync(key.clone()).await;
         metrics.record_sync(result.is_ok());
         if result.is_ok() {
-            failures.remove(&key);
+            queue.forget(&key);
         }
         match result {
             Ok(Some(Requeue::Now)) => queue.add_after(key.clone(), Duration::from_millis(1)),
             Ok(Some(Requeue::After(d))) => queue.add_after(key.clone(), d),
             Ok(None) => {}
             Err(e) => {
-                let n = failures.entry(key.clone()).or_insert(0);
-                *n = n.saturating_add(1);
-                let delay = failure_delay(*n);
+                let delay = queue.add_rate_limited(key.clone());
                 tracing::debug!(controller, key, error = %e, ?delay, "sync failed; retrying");
-                queue.add_after(key.clone(), delay);
             }
         }
         queue.done(&key);
@@ -335,16 +321,59 @@ pub async fn start_with_runs<C: Client, R: Runs>(client: C, clock: Clock, runs: 
 
 #[cfg(test)]
 mod tests {
-    use super::failure_delay;
-    use std::time::Duration;
+    use super::*;
+    use std::collections::VecDeque;
+    use tokio::time::Instant;
 
-    #[test]
-    fn failed_syncs_back_off_exponentially_from_5_ms_to_1000_s() {
-        let ms = |n| failure_delay(n).as_millis();
-        assert_eq!([ms(1), ms(2), ms(3), ms(4)], [5, 10, 20, 40]);
-        assert_eq!(failure_delay(18), Duration::from_millis(5 << 17));
-        assert_eq!(failure_delay(19), Duration::from_secs(1000));
-        assert_eq!(failure_delay(u32::MAX), Duration::from_secs(1000));
-        assert_eq!(failure_delay(0), Duration::from_millis(5));
+    /// The workers retry through the queue's back-off and end it on success. (Each worker
+    /// once kept its own failure counts, so a key that failed on every worker in turn was at
+    /// last retried only after minutes, although it had succeeded in between, and a rollout
+    /// stalled until then. The counts are now the queue's; its own tests cover sharing.)
+    #[tokio::test(start_paused = true)]
+    async fn workers_retry_with_the_queue_s_back_off_and_end_it_on_success() {
+        let queue = WorkQueue::new();
+        // Outcomes of the key's successive syncs: false fails, true succeeds and requeues.
+        let script = Arc::new(parking_lot::Mutex::new(VecDeque::from([
+            false, false, false, true, false, false, true,
+        ])));
+        let start = Instant::now();
+        let attempts = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let done_tx = Arc::new(parking_lot::Mutex::new(Some(done_tx)));
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let (queue, script, attempts) = (queue.clone(), script.clone(), attempts.clone());
+            let done_tx = done_tx.clone();
+            workers.push(tokio::spawn(async move {
+                work(&queue, "backoff-test", |_key| {
+                    let outcome = script.lock().pop_front();
+                    attempts.lock().push((Instant::now() - start).as_millis());
+                    if script.lock().is_empty()
+                        && let Some(tx) = done_tx.lock().take()
+                    {
+                        let _ = tx.send(());
+                    }
+                    async move {
+                        match outcome {
+                            Some(false) => Err(ApiError::internal("stale status")),
+                            Some(true) => Ok(Some(Requeue::Now)),
+                            None => Ok(None),
+                        }
+                    }
+                })
+                .await
+            }));
+        }
+        queue.add("ns/key");
+        tokio::time::timeout(Duration::from_secs(60), done_rx)
+            .await
+            .expect("the scripted syncs did not all run within 60 s (of paused time)")
+            .expect("done");
+        // Back-off 5, 10, 20 ms; the success requeues after 1 ms; then 5, 10 ms again.
+        assert_eq!(*attempts.lock(), vec![0, 5, 15, 35, 36, 41, 51]);
+        queue.shut_down();
+        for w in workers {
+            w.await.expect("worker");
+        }
     }
 }

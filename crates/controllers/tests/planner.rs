@@ -662,3 +662,76 @@ fn replica_set_plans_the_same_from_slim_and_whole_pods() {
         }
     }
 }
+
+/// A Deployment mid-rollout: 10 replicas, surge 3, unavailable 2; `old` (img:v1) and `new`
+/// (img:v2, 60 s younger) with the given spec sizes and available pods.
+fn mid_rollout(
+    old: (i32, i32),
+    new: (i32, i32),
+) -> (
+    k8s_openapi::api::apps::v1::Deployment,
+    Vec<k8s_openapi::api::apps::v1::ReplicaSet>,
+) {
+    let mut d = deployment(
+        10,
+        Some(IntOrString::Int(3)),
+        Some(IntOrString::Int(2)),
+        false,
+    );
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = template("img:v2");
+    }
+    let base = ts("2024-01-01T00:00:00Z");
+    let mut old_rs = replica_set(&d, "old", "img:v1", old.0, base);
+    set_rs_status(&mut old_rs, old.1, old.1);
+    let mut new_rs = replica_set(&d, "new", "img:v2", new.0, secs(base, 60));
+    set_rs_status(&mut new_rs, new.1, new.1);
+    for (rs, revision) in [(&mut old_rs, "1"), (&mut new_rs, "2")] {
+        rs.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(REVISION.into(), revision.into());
+    }
+    (d, vec![old_rs, new_rs])
+}
+
+#[test]
+fn a_stale_old_replica_set_status_ends_the_scale_down_without_failing_the_pass() {
+    // `old` was just scaled 10 → 4 and its status still counts 10 available: Kubernetes'
+    // cleanup would "scale it down" to 10, refuses, and goes on with the status only.
+    let (d, rss) = mid_rollout((4, 10), (9, 9));
+    let plan = deployment::plan(&observe(&d, rss)).expect("the pass does not fail");
+    let actions: Vec<_> = plan.actions().collect();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, DeploymentAction::UpdateReplicaSet(_))),
+        "nothing is scaled: {actions:?}"
+    );
+    assert!(plan.new_status().is_some(), "the status is still written");
+    assert!(plan.failure_ignored.is_empty());
+}
+
+#[test]
+fn the_old_replica_sets_scale_down_is_marked_as_failure_ignored() {
+    let (d, rss) = mid_rollout((10, 10), (3, 3));
+    let plan = deployment::plan(&observe(&d, rss)).expect("plan");
+    let DeploymentAction::UpdateReplicaSet(old) = &plan.steps[0].action else {
+        panic!(
+            "expected the old ReplicaSet's scale-down first: {:?}",
+            plan.steps
+        );
+    };
+    assert_eq!(old.metadata.name.as_deref(), Some("old"));
+    assert_eq!(old.spec.as_ref().and_then(|s| s.replicas), Some(5));
+    assert_eq!(
+        plan.failure_ignored,
+        std::collections::BTreeSet::from([0]),
+        "only the old ReplicaSet's write: {:?}",
+        plan.steps
+    );
+    assert!(matches!(
+        plan.steps.last().map(|s| &s.action),
+        Some(DeploymentAction::UpdateDeploymentStatus(_))
+    ));
+}

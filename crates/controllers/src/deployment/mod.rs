@@ -103,6 +103,10 @@ pub struct DeploymentPlan {
     pub events: Vec<Event>,
     /// When to look again even without a trigger.
     pub requeue: Option<Requeue>,
+    /// Indices into `steps` of the old ReplicaSets' scale-down in a rolling update. As
+    /// Kubernetes' `reconcileOldReplicaSets` ignores its errors, the first of these steps
+    /// that fails skips the rest of them (and its own Events), and the pass goes on.
+    pub failure_ignored: BTreeSet<usize>,
 }
 
 impl DeploymentPlan {
@@ -299,12 +303,15 @@ fn pod_phases_by_owner(rss: &[ReplicaSet], pods: &[Pod]) -> PodPhaseMap {
 /// Turns the pass log into ordered steps. `spec_update` plans a main-resource Deployment
 /// update (rollback) instead of a status write.
 fn finish(pass: Pass, mut plan: DeploymentPlan, spec_update: bool) -> DeploymentPlan {
-    for (write, events) in pass.replica_set_writes() {
+    for (write, events, failure_ignored) in pass.replica_set_writes() {
         let action = match write {
             RsWrite::Create(rs) => DeploymentAction::CreateReplicaSet(rs),
             RsWrite::Update(rs) => DeploymentAction::UpdateReplicaSet(rs),
             RsWrite::Delete(key) => DeploymentAction::DeleteReplicaSet(key),
         };
+        if failure_ignored {
+            plan.failure_ignored.insert(plan.steps.len());
+        }
         plan.steps.push(Step { action, events });
     }
     plan.requeue = pass.requeue;

@@ -85,12 +85,15 @@ pub struct Pass {
     pub(crate) changes: Vec<RsChange>,
     pub(crate) rs_events: Vec<(usize, Event)>,
     pub(crate) requeue: Option<Requeue>,
+    /// ReplicaSets whose first write in this pass may fail without failing the pass.
+    pub(crate) failure_ignored: BTreeSet<usize>,
 }
 
 impl Pass {
     /// The ReplicaSet writes of this pass in the order they were first made (updates that
-    /// change nothing left out), each with the Events of its ReplicaSet on its first write.
-    pub(crate) fn replica_set_writes(&self) -> Vec<(RsWrite, Vec<Event>)> {
+    /// change nothing left out), each with the Events of its ReplicaSet on its first write
+    /// and whether its failure is ignored.
+    pub(crate) fn replica_set_writes(&self) -> Vec<(RsWrite, Vec<Event>, bool)> {
         let mut emitted: BTreeSet<usize> = BTreeSet::new();
         let mut out = Vec::new();
         for change in &self.changes {
@@ -122,7 +125,7 @@ impl Pass {
             } else {
                 Vec::new()
             };
-            out.push((write, events));
+            out.push((write, events, self.failure_ignored.contains(&index)));
         }
         out
     }
@@ -140,6 +143,7 @@ impl Pass {
             changes: Vec::new(),
             rs_events: Vec::new(),
             requeue: None,
+            failure_ignored: BTreeSet::new(),
         }
     }
 
@@ -174,6 +178,17 @@ impl Pass {
             .any(|c| matches!(c, RsChange::Create(i) | RsChange::Update(i) if *i == index));
         if !known {
             self.changes.push(RsChange::Update(index));
+        }
+    }
+
+    /// Marks the ReplicaSets at `indices` whose first write is still to come in this pass:
+    /// a failure of that write is ignored, as Kubernetes ignores the errors of its old
+    /// ReplicaSets' scale-down.
+    pub(crate) fn ignore_write_failures(&mut self, indices: &[usize]) {
+        for &index in indices {
+            if !self.is_touched(index) {
+                self.failure_ignored.insert(index);
+            }
         }
     }
 

@@ -67,6 +67,11 @@ pub fn reconcile_old_replica_sets(pass: &mut Pass) -> Result<bool, PlanError> {
 }
 
 /// reconcileOldReplicaSets with the two phases' counts.
+///
+/// As in Kubernetes, a phase that fails (a ReplicaSet whose stale status would make it
+/// "scale down" upwards) ends the step without an error and reports nothing scaled; what it
+/// had already scaled stays planned. The writes of this step are marked so that the
+/// reconciler, as Kubernetes, ignores their failure (see [`super::DeploymentPlan`]).
 pub fn reconcile_old_replica_sets_detailed(pass: &mut Pass) -> Result<OldScaleDown, PlanError> {
     let old_active: Vec<usize> = pass
         .old_indices()
@@ -88,10 +93,17 @@ pub fn reconcile_old_replica_sets_detailed(pass: &mut Pass) -> Result<OldScaleDo
         return Ok(OldScaleDown::default());
     }
     let max_scaled_down = i32::try_from(max_scaled_down).unwrap_or(i32::MAX);
-    let cleaned_up = cleanup_unhealthy_replicas(pass, &old_active, max_scaled_down)?;
+    pass.ignore_write_failures(&old_active);
+    let Ok(cleaned_up) = cleanup_unhealthy_replicas(pass, &old_active, max_scaled_down) else {
+        return Ok(OldScaleDown::default());
+    };
     let mut with_new = old_active.clone();
     with_new.extend(pass.new_index);
-    let scaled_down = scale_down_old_replica_sets_for_rolling_update(pass, &with_new, &old_active)?;
+    let Ok(scaled_down) =
+        scale_down_old_replica_sets_for_rolling_update(pass, &with_new, &old_active)
+    else {
+        return Ok(OldScaleDown::default());
+    };
     Ok(OldScaleDown {
         cleaned_up,
         scaled_down,

@@ -191,12 +191,28 @@ impl<C: Client> DeploymentController<C> {
         for event in &plan.events {
             self.recorder.record(&d, event, COMPONENT, now);
         }
-        for Step {
-            action,
-            events: step_events,
-        } in &plan.steps
+        let mut skipping_ignored = false;
+        for (
+            index,
+            Step {
+                action,
+                events: step_events,
+            },
+        ) in plan.steps.iter().enumerate()
         {
-            self.apply(&observed.deployment, action).await?;
+            let failure_ignored = plan.failure_ignored.contains(&index);
+            if failure_ignored && skipping_ignored {
+                continue;
+            }
+            match self.apply(&observed.deployment, action).await {
+                Ok(()) => {}
+                Err(e) if failure_ignored => {
+                    tracing::debug!(key, error = %e, "scaling down an old ReplicaSet failed; going on, as Kubernetes does");
+                    skipping_ignored = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             for event in step_events {
                 self.recorder.record(&d, event, COMPONENT, now);
             }

@@ -23,6 +23,10 @@ const COMPONENT: &str = "replicaset-controller";
 /// Expectations older than this are dropped (a lost watch event must not wedge a ReplicaSet).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Extra attempts of a failed status write, each on the object read again from the API, as
+/// Kubernetes' `statusUpdateRetries`.
+const STATUS_UPDATE_RETRIES: usize = 1;
+
 /// Decodes a cached object straight from the tree (no copy of the tree first).
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     T::deserialize(v).map_err(|e| ApiError::internal(format!("decoding {}: {e}", meta::name(v))))
@@ -366,15 +370,43 @@ impl<C: Client> ReplicaSetController<C> {
             None => plan.status.clone(),
         };
         if let Some(status) = status {
-            let mut updated: ReplicaSet = observed.replica_set.clone();
-            updated.status = Some(status);
-            let body =
-                serde_json::to_value(&updated).map_err(|e| ApiError::internal(e.to_string()))?;
-            self.client.replace_status(rs_info, body).await?;
+            self.write_status(observed.replica_set, status).await?;
         }
         match failure {
             Some(e) => Err(e),
             None => Ok(plan.requeue),
+        }
+    }
+
+    /// Writes `status` on `rs`, as Kubernetes' `updateReplicaSetStatus`: when the write fails
+    /// (most often a conflict with a scale), it is tried once more on the object read again
+    /// from the API. The status keeps the generation it was computed for, so a newer spec is
+    /// still seen as unobserved and synced next.
+    async fn write_status(
+        &self,
+        mut rs: ReplicaSet,
+        status: k8s_openapi::api::apps::v1::ReplicaSetStatus,
+    ) -> Result<(), ApiError> {
+        let rs_info = resources::lookup("apps", "v1", "replicasets").expect("served");
+        let mut attempt = 0;
+        loop {
+            rs.status = Some(status.clone());
+            let body = serde_json::to_value(&rs).map_err(|e| ApiError::internal(e.to_string()))?;
+            let failed = match self.client.replace_status(rs_info, body).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if attempt >= STATUS_UPDATE_RETRIES {
+                return Err(failed);
+            }
+            attempt += 1;
+            let name = rs.metadata.name.as_deref().unwrap_or_default();
+            let namespace = rs.metadata.namespace.as_deref();
+            match self.client.get(rs_info, namespace, name).await? {
+                Some(current) => rs = typed(&current)?,
+                // Gone: the next sync finds it missing from the cache and stops.
+                None => return Err(failed),
+            }
         }
     }
 }

@@ -997,7 +997,7 @@ fn pass_steps(ctx: &mut Ctx) -> Vec<Step<RolloutAction>> {
     let mut creates = Vec::new();
     let mut updates = Vec::new();
     let mut deletes = Vec::new();
-    for (write, events) in ctx.pass.replica_set_writes() {
+    for (write, events, _) in ctx.pass.replica_set_writes() {
         let (action, bucket) = match write {
             RsWrite::Create(rs) => (RolloutAction::CreateReplicaSet(rs), &mut creates),
             RsWrite::Update(rs) => (RolloutAction::UpdateReplicaSet(rs), &mut updates),
