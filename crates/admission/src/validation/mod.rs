@@ -120,13 +120,129 @@ pub fn immutable<T: PartialEq>(
 }
 
 fn parse<T: DeserializeOwned>(info: &ResourceInfo, v: &Value) -> Result<T, ApiError> {
-    // Straight from the tree: no copy of it first.
-    T::deserialize(v).map_err(|e| {
+    // Straight from the tree (no copy of it first), without `metadata.managedFields`.
+    T::deserialize(WithoutManagedFields::root(v)).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version {:?} cannot be handled as a {}: {e}",
             info.kind, info.version, info.kind
         ))
     })
+}
+
+/// An object as a deserializer that leaves out `metadata.managedFields`: no validation reads
+/// them, and decoding a stored object's entries was most of the cost of its typed parse.
+/// Everything else deserializes exactly as from the tree itself.
+struct WithoutManagedFields<'a> {
+    value: &'a Value,
+    /// Whether `value` is the object's `metadata`.
+    metadata: bool,
+}
+
+impl<'a> WithoutManagedFields<'a> {
+    fn root(value: &'a Value) -> Self {
+        WithoutManagedFields {
+            value,
+            metadata: false,
+        }
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for WithoutManagedFields<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Object(map) => visitor.visit_map(FilteredEntries {
+                entries: map.iter(),
+                value: None,
+                metadata: self.metadata,
+            }),
+            other => serde::Deserializer::deserialize_any(other, visitor),
+        }
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Object(_) => self.deserialize_any(visitor),
+            other => serde::Deserializer::deserialize_struct(other, name, fields, visitor),
+        }
+    }
+
+    fn deserialize_map<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Object(_) => self.deserialize_any(visitor),
+            other => serde::Deserializer::deserialize_map(other, visitor),
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    // The root and its metadata are structs; anything else is read as the tree reads it.
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct enum identifier ignored_any
+    }
+}
+
+/// The entries of an object, without `managedFields` when it is the metadata; the root's
+/// `metadata` is itself filtered.
+struct FilteredEntries<'a> {
+    entries: serde_json::map::Iter<'a>,
+    /// The value of the key just read, and whether it is the root's `metadata`.
+    value: Option<(&'a Value, bool)>,
+    metadata: bool,
+}
+
+impl<'de> serde::de::MapAccess<'de> for FilteredEntries<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        for (key, value) in self.entries.by_ref() {
+            if self.metadata && key == "managedFields" {
+                continue;
+            }
+            self.value = Some((value, !self.metadata && key == "metadata"));
+            let key = serde::de::value::BorrowedStrDeserializer::<serde_json::Error>::new(key);
+            return seed.deserialize(key).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, Self::Error> {
+        match self.value.take() {
+            Some((value, true)) => seed.deserialize(WithoutManagedFields {
+                value,
+                metadata: true,
+            }),
+            Some((value, false)) => seed.deserialize(value),
+            None => Err(serde::de::Error::custom("a value was read before its key")),
+        }
+    }
 }
 
 fn run<T: DeserializeOwned>(
@@ -201,4 +317,56 @@ fn generic(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<Erro
         Some(old) => meta::object_meta_update(&new_meta, &meta_of(old)?, &path, &mut errs),
     }
     Ok(errs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    fn pod_info() -> &'static ResourceInfo {
+        slipway_core::resources::lookup("", "v1", "pods").expect("pods")
+    }
+
+    #[test]
+    fn the_typed_parse_is_the_tree_s_own_without_managed_fields() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "b"},
+                "managedFields": [{"manager": "m", "operation": "Update", "apiVersion": "v1",
+                                   "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                     "name": "r", "uid": "u", "controller": true}],
+                "deletionGracePeriodSeconds": null},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}],
+                     "nodeName": null},
+            "status": {"phase": "Running", "managedFields": "kept: not metadata"}
+        });
+        let filtered: Pod = parse(pod_info(), &pod).expect("parses");
+        let mut expected = Pod::deserialize(&pod).expect("parses");
+        assert!(expected.metadata.managed_fields.take().is_some());
+        assert_eq!(filtered, expected);
+    }
+
+    #[test]
+    fn odd_shapes_and_type_errors_read_as_from_the_tree() {
+        for bad in [
+            json!({"metadata": {"name": 1}}),
+            json!({"metadata": null, "spec": {"containers": []}}),
+            json!({"metadata": {"name": "p"}, "spec": {"containers": "x"}}),
+            json!({"metadata": [], "spec": {}}),
+            json!("not an object"),
+        ] {
+            match (parse::<Pod>(pod_info(), &bad), Pod::deserialize(&bad)) {
+                (Ok(filtered), Ok(direct)) => assert_eq!(filtered, direct, "{bad}"),
+                (Err(filtered), Err(direct)) => assert!(
+                    filtered.message.ends_with(&direct.to_string()),
+                    "{bad}: {} vs {direct}",
+                    filtered.message
+                ),
+                (filtered, direct) => panic!("{bad}: {filtered:?} vs {direct:?}"),
+            }
+        }
+    }
 }
