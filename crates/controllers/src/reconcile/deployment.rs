@@ -112,8 +112,9 @@ impl<C: Client> DeploymentController<C> {
         }
     }
 
-    /// Informer handler for pods: a deleted pod wakes its Deployment (Recreate waits for the
-    /// last old pod to go).
+    /// Informer handler for pods, as Kubernetes' `deletePod`: a deleted pod wakes its
+    /// Deployment only when that is a Recreate one with no pod of its ReplicaSets left (it
+    /// waits for the last old pod to go). A rolling update follows its ReplicaSets' status.
     pub fn on_pod(&self, ev: &InformerEvent) {
         let InformerEvent::Deleted(pod) = ev else {
             return;
@@ -121,18 +122,44 @@ impl<C: Client> DeploymentController<C> {
         let Some(("ReplicaSet", rs_name, _)) = controller_of(pod) else {
             return;
         };
-        let Some(info) = resources::lookup("apps", "v1", "replicasets") else {
+        let (Some(rs_info), Some(d_info), Some(pod_info)) = (
+            resources::lookup("apps", "v1", "replicasets"),
+            resources::lookup("apps", "v1", "deployments"),
+            resources::lookup("", "v1", "pods"),
+        ) else {
             return;
         };
+        let namespace = meta::namespace(pod);
         let Some(rs) = self
             .informers
-            .get(info)
-            .and_then(|i| i.get(&format!("{}/{rs_name}", meta::namespace(pod))))
+            .get(rs_info)
+            .and_then(|i| i.get(&format!("{namespace}/{rs_name}")))
         else {
             return;
         };
-        if let Some(("Deployment", d, _)) = controller_of(&rs) {
-            self.queue.add(format!("{}/{d}", meta::namespace(pod)));
+        let Some(("Deployment", d_name, _)) = controller_of(&rs) else {
+            return;
+        };
+        let key = format!("{namespace}/{d_name}");
+        let Some(d) = self.informers.get(d_info).and_then(|i| i.get(&key)) else {
+            return;
+        };
+        if d.pointer("/spec/strategy/type").and_then(Value::as_str) != Some("Recreate") {
+            return;
+        }
+        // The deleted pod has left the cache already.
+        let pods_left = self
+            .informers
+            .controlled_by(rs_info, meta::uid(&d))
+            .iter()
+            .any(|rs| {
+                !self
+                    .informers
+                    .controlled_by(pod_info, meta::uid(rs))
+                    .is_empty()
+            });
+        if !pods_left {
+            self.queue.add(key);
         }
     }
 
