@@ -1,5 +1,6 @@
-//! Finding `metadata.managedFields` in a stored JSON text without parsing the rest of it: a
-//! scanner that only tracks strings (with their escapes) and nesting.
+//! Finding a field of `metadata` (`managedFields`, `resourceVersion`) in a stored JSON text
+//! without parsing the rest of it: a scanner that only tracks strings (with their escapes)
+//! and nesting.
 
 use std::ops::Range;
 
@@ -8,6 +9,17 @@ use std::ops::Range;
 /// text is not what this scanner understands (a key written with escapes, say); the caller
 /// then parses it.
 pub(crate) fn managed_fields(json: &str) -> Result<Option<(usize, Range<usize>)>, ()> {
+    metadata_field(json, b"managedFields")
+}
+
+/// The byte range of the value of `metadata.resourceVersion` in `json` (an object's text);
+/// `Ok(None)` and `Err` as for [`managed_fields`].
+pub(crate) fn resource_version(json: &str) -> Result<Option<Range<usize>>, ()> {
+    Ok(metadata_field(json, b"resourceVersion")?.map(|(_, range)| range))
+}
+
+/// The position among the metadata's keys and the byte range of the value of `metadata.<field>`.
+fn metadata_field(json: &str, field: &[u8]) -> Result<Option<(usize, Range<usize>)>, ()> {
     let b = json.as_bytes();
     let Some((_, metadata)) = find_key(b, skip_ws(b, 0), b"metadata")? else {
         return Ok(None);
@@ -15,7 +27,7 @@ pub(crate) fn managed_fields(json: &str) -> Result<Option<(usize, Range<usize>)>
     if b.get(metadata.start) != Some(&b'{') {
         return Ok(None);
     }
-    find_key(b, metadata.start, b"managedFields")
+    find_key(b, metadata.start, field)
 }
 
 /// In the object starting at `i` (its `{`), the position among its keys and the byte range
@@ -160,6 +172,27 @@ mod tests {
             let pretty = serde_json::to_string_pretty(&case).unwrap();
             assert_eq!(found(&pretty), expected(&case), "{pretty}");
         }
+    }
+
+    #[test]
+    fn finds_the_resource_version_and_only_in_the_metadata() {
+        let cases = [
+            json!({"metadata": {"name": "a", "resourceVersion": "12", "uid": "u"}}),
+            json!({"spec": {"metadata": {"resourceVersion": "1"}}, "metadata": {"resourceVersion": "7"}}),
+            json!({"metadata": {"annotations": {"resourceVersion": "\"}\""}, "resourceVersion": "3"}}),
+        ];
+        for case in cases {
+            for text in [
+                serde_json::to_string(&case).unwrap(),
+                serde_json::to_string_pretty(&case).unwrap(),
+            ] {
+                let range = resource_version(&text).expect("scans").expect("found");
+                let value: Value = serde_json::from_str(&text[range]).unwrap();
+                assert_eq!(value, case["metadata"]["resourceVersion"], "{text}");
+            }
+        }
+        assert_eq!(resource_version(r#"{"metadata": {"name": "a"}}"#), Ok(None));
+        assert_eq!(resource_version(r#"{"kind": "X"}"#), Ok(None));
     }
 
     #[test]

@@ -247,19 +247,43 @@ impl Staged<'_> {
             }
             (Op::Delete { expected }, Some(current)) => {
                 Self::check_expected(&current, expected)?;
+                let lean = current.lean();
+                // The last state is the current one at the new revision: its text with the
+                // revision spliced in, not the whole object rebuilt and encoded again.
+                if let Some(json) = with_resource_version(&current.json, revision) {
+                    let mut object = (*lean).clone();
+                    set_resource_version(&mut object, revision);
+                    return Ok(self.accept(
+                        key,
+                        EventType::Deleted,
+                        object,
+                        json,
+                        Some(lean),
+                        Some(current.json),
+                    ));
+                }
                 let mut last = current.whole();
                 set_resource_version(&mut last, revision);
-                (
-                    EventType::Deleted,
-                    last,
-                    Some(current.lean()),
-                    Some(current.json),
-                )
+                (EventType::Deleted, last, Some(lean), Some(current.json))
             }
         };
         // The text is of the whole object; the tree then loses `managedFields` in place.
         let json = encode(&object, prev_json.as_ref().map_or(0, |j| j.len()))?;
         crate::make_lean(&mut object);
+        Ok(self.accept(key, kind, object, json, prev, prev_json))
+    }
+
+    /// Stages an accepted write at the next revision: `object` lean, `json` whole.
+    fn accept(
+        &mut self,
+        key: &Key,
+        kind: EventType,
+        object: Value,
+        json: Arc<str>,
+        prev: Option<Arc<Value>>,
+        prev_json: Option<Arc<str>>,
+    ) -> Decision {
+        let revision = self.next_revision + 1;
         let event = Event {
             kind,
             revision,
@@ -279,8 +303,20 @@ impl Staged<'_> {
         };
         self.next_revision = revision;
         self.changed.insert(key.clone(), staged);
-        Ok(Decision::Write(event))
+        Decision::Write(event)
     }
+}
+
+/// `json` (an object's text) with the value of `metadata.resourceVersion` replaced by
+/// `revision`; `None` when the text has no such field or is not what the scanner reads.
+fn with_resource_version(json: &str, revision: u64) -> Option<Arc<str>> {
+    let range = crate::scan::resource_version(json).ok()??;
+    let value = format!("\"{revision}\"");
+    let mut text = String::with_capacity(json.len() + value.len());
+    text.push_str(&json[..range.start]);
+    text.push_str(&value);
+    text.push_str(&json[range.end..]);
+    Some(Arc::from(text))
 }
 
 /// Sets `metadata.resourceVersion` to the decimal `revision`.
