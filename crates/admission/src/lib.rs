@@ -79,3 +79,14 @@ pub fn decode(
 pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     validation::validate(info, new, old)
 }
+
+/// Validates a write to the `status` subresource, as Kubernetes' status strategies do: the
+/// metadata update and the kind's status checks (Deployment and ReplicaSet counters), not
+/// the spec, which the write cannot change. Errors are 422 `Invalid` as for [`validate`].
+pub fn validate_status_update(
+    info: &ResourceInfo,
+    new: &Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    validation::validate_status_update(info, new, old)
+}

@@ -2,7 +2,7 @@
 //! server does.
 
 use serde_json::{Value, json};
-use slipway_admission::{FieldValidation, decode, validate};
+use slipway_admission::{FieldValidation, decode, validate, validate_status_update};
 use slipway_core::ResourceInfo;
 use slipway_core::resources::by_kind;
 
@@ -653,4 +653,86 @@ fn update_rules_for_other_kinds() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "uid": "1"}});
     let new = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "uid": "1", "labels": {"team": "x"}}});
     assert_eq!(errors(ns, new, Some(old)), Vec::<String>::new());
+}
+
+/// A status write is validated as Kubernetes' status strategies do: the metadata update and
+/// the status counters, never the spec (which the write cannot change).
+#[test]
+fn status_writes_check_metadata_and_status_only() {
+    let causes = |info: &ResourceInfo, new: &Value, old: &Value| -> Vec<String> {
+        match validate_status_update(info, new, old) {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+                e.causes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.field.clone().unwrap_or_default(), c.message))
+                    .collect()
+            }
+        }
+    };
+    let d = info("apps/v1", "Deployment");
+    let mut old = seed();
+    old["metadata"]["uid"] = json!("u1");
+    let bad_status = with(
+        old.clone(),
+        "/status",
+        json!({"replicas": 1, "readyReplicas": 2, "availableReplicas": 2}),
+    );
+    assert_eq!(
+        causes(d, &bad_status, &old),
+        vec![
+            "status.readyReplicas: Invalid value: 2: cannot be greater than status.replicas",
+            "status.availableReplicas: Invalid value: 2: cannot be greater than status.replicas"
+        ]
+    );
+    let good_status = with(
+        old.clone(),
+        "/status",
+        json!({"replicas": 3, "readyReplicas": 2}),
+    );
+    assert_eq!(causes(d, &good_status, &old), Vec::<String>::new());
+    // The metadata update rules hold for status writes too.
+    let renamed = with(good_status.clone(), "/metadata/uid", json!("u2"));
+    assert_eq!(
+        causes(d, &renamed, &old),
+        vec!["metadata.uid: Invalid value: \"u2\": field is immutable"]
+    );
+    let bad_label = with(good_status, "/metadata/labels", json!({"a b": "x"}));
+    assert_eq!(
+        causes(d, &bad_label, &old).len(),
+        1,
+        "label keys are checked"
+    );
+
+    let rs = info("apps/v1", "ReplicaSet");
+    let too_ready = with(
+        old.clone(),
+        "/status",
+        json!({"replicas": 1, "fullyLabeledReplicas": 1, "readyReplicas": 2, "availableReplicas": 1}),
+    );
+    assert_eq!(
+        causes(rs, &too_ready, &old),
+        vec!["status.readyReplicas: Invalid value: 2: cannot be greater than status.replicas"]
+    );
+
+    // A pod's status write reads no spec: one that would fail the spec checks (it is the
+    // stored spec, which passed them when it was written) is not refused here.
+    let pods = info("v1", "Pod");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "uid": "u"},
+        "spec": {"containers": []},
+        "status": {"phase": "Running"}
+    });
+    assert!(
+        !errors(pods, pod.clone(), Some(pod.clone())).is_empty(),
+        "the spec is invalid"
+    );
+    assert_eq!(causes(pods, &pod, &pod), Vec::<String>::new());
+    let moved = with(pod.clone(), "/metadata/namespace", json!("other"));
+    assert_eq!(
+        causes(pods, &moved, &pod),
+        vec!["metadata.namespace: Invalid value: \"other\": field is immutable"]
+    );
 }

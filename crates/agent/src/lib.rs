@@ -14,8 +14,8 @@ pub use process::{PodFiles, ProcessAgent, ProcessConfig, start_process};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
-use slipway_client::{Client, DeleteParams, Informer, PatchType, WorkQueue, split_key};
+use serde_json::Value;
+use slipway_client::{Client, DeleteParams, Informer, WorkQueue, split_key};
 use slipway_core::{meta, resources};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -139,8 +139,11 @@ pub async fn run_simulated<C: Client>(client: C, clock: Clock) {
     }
 }
 
-/// Worker tasks of the simulated runtime.
-const SIMULATED_WORKERS: usize = 8;
+/// Worker tasks of the simulated runtime. A kubelet works on every pod at once; 32 lets the
+/// binding and status writes of a whole rollout wave (25 pods of 100) share the store's
+/// commits: with 8, a 100-replica rollout took about 10 % longer and used 10 % more CPU
+/// (`slipway-bench controllers --only rollouts`), and more than 32 made no difference.
+const SIMULATED_WORKERS: usize = 32;
 
 /// The resourceVersion of the agent's last write of each pod. A cached pod older than that
 /// is one the informer has not caught up with: its newer version is on its way (and queues
@@ -199,7 +202,7 @@ async fn reconcile<C: Client>(
 ) -> Result<(), slipway_core::ApiError> {
     let info = pods.resource();
     let (namespace, name) = split_key(key);
-    let Some(mut pod) = pods.get(key) else {
+    let Some(pod) = pods.get(key) else {
         return Ok(());
     };
     if written.is_stale(key, &pod) {
@@ -214,23 +217,16 @@ async fn reconcile<C: Client>(
         if meta::deletion_timestamp(&pod).is_some() || !scheduled_by_us(&pod) {
             return Ok(());
         }
-        let mut bound = client
-            .patch(
-                info,
-                namespace,
-                name,
-                PatchType::Merge,
-                json!({"spec": {"nodeName": NODE_NAME}}),
-            )
-            .await?;
-        // The kubelet's part follows at once, from the bound pod as written (its first
-        // status is a write of its own, after the binding, as on a cluster); without
-        // `managedFields`, which the status write keeps as stored.
-        if let Some(m) = bound.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("managedFields");
-        }
-        written.record(key, &bound);
-        pod = Arc::new(bound);
+        // The scheduler's part: the bound pod comes back on the watch, and the kubelet's
+        // part (its first status) follows from there, as on a cluster.
+        return match client
+            .bind(namespace.unwrap_or_default(), name, &uid, NODE_NAME)
+            .await
+        {
+            // Bound or deleted meanwhile: the watch brings the news.
+            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            other => other,
+        };
     } else if node != NODE_NAME {
         return Ok(());
     }

@@ -300,6 +300,16 @@ async fn resource_request(
             let w = blocking(move || rest.create(&t, &q, obj, &user_agent)).await?;
             Ok(written_response(&state.rest, info, w, repr))
         }
+        (Method::POST, true, Some(Subresource::Binding)) => {
+            let format = negotiate::body_format(header_str(headers, header::CONTENT_TYPE), false)?;
+            let raw = read_body(headers, body).await?;
+            let obj = decode_object(format, &raw)?;
+            blocking(move || rest.bind(&t, &q, obj)).await?;
+            // As Kubernetes: a bare success Status with the create's code.
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "code": 201});
+            Ok(json_response(201, "application/json", &status))
+        }
         (Method::PUT, true, None | Some(Subresource::Status)) => {
             let format = negotiate::body_format(header_str(headers, header::CONTENT_TYPE), false)?;
             let raw = read_body(headers, body).await?;

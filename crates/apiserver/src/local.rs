@@ -217,6 +217,23 @@ impl Client for LocalClient {
         .await
     }
 
+    async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<(), ApiError> {
+        let pods = slipway_core::resources::lookup("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods are not served"))?;
+        let mut t = Self::target(pods, Some(namespace), Some(name));
+        t.subresource = Some(Subresource::Binding);
+        let binding = slipway_client::binding_body(namespace, name, uid, node);
+        let q = self.query();
+        self.blocking(move |rest| rest.bind(&t, &q, binding).map(|_| ()))
+            .await
+    }
+
     async fn pod_log(
         &self,
         namespace: &str,

@@ -1,6 +1,7 @@
 //! The generic REST semantics of the Kubernetes API for every served resource: get, list,
 //! create, update, patch (four types), delete and deletecollection, the `status` and `scale`
-//! subresources, server-managed metadata, preconditions, dry runs and graceful deletion.
+//! subresources, pods' `binding` ([`binding`]), server-managed metadata, preconditions, dry
+//! runs and graceful deletion.
 //!
 //! Everything here is synchronous: reads come from the store's memory index and writes block
 //! until they are durable, so the HTTP layer calls writes from `spawn_blocking`.
@@ -18,6 +19,8 @@ use slipway_selectors::{FieldSelector, LabelSelector};
 use slipway_store::{Key, Store, StoreError};
 use std::borrow::Cow;
 use std::sync::Arc;
+
+mod binding;
 
 /// How many times a read-modify-write is retried when a concurrent write wins the race.
 const MAX_UPDATE_ATTEMPTS: usize = 8;
@@ -570,6 +573,9 @@ impl Rest {
             ));
         }
         check_identity(t, &mut body)?;
+        if t.subresource == Some(Subresource::Status) {
+            self.leave_out_stored_parts(t, &mut body);
+        }
         let decoded = slipway_admission::decode(info, body, q.field_validation)?;
         let precondition = parse_rv(meta::resource_version(&decoded.object))?;
         let manager = manager_name(q, user_agent);
@@ -601,6 +607,22 @@ impl Rest {
             }
         }
         Err(ApiError::conflict(info, &name))
+    }
+
+    /// Before a status write is decoded: drops the parts of `body` other than its metadata and
+    /// status that equal the stored object's (its `spec`, usually). A status write keeps the
+    /// stored ones anyway, and decoding a stored part (already canonical and defaulted) can
+    /// neither fail nor warn, so the outcome is the same, for less work.
+    fn leave_out_stored_parts(&self, t: &ResourceTarget, body: &mut Value) {
+        let (Ok(current), Some(fields)) = (self.get_lean(t), body.as_object_mut()) else {
+            return;
+        };
+        fields.retain(|field, value| {
+            matches!(
+                field.as_str(),
+                "apiVersion" | "kind" | "metadata" | "status"
+            ) || current.get(field) != Some(value)
+        });
     }
 
     /// PATCH of an object or of its `status` subresource (any of the four patch types).
@@ -898,7 +920,11 @@ impl Rest {
             crate::services::prepare_update(&mut new, current);
             self.allocate_service(&mut new, Some(current))?;
         }
-        slipway_admission::validate(info, &new, Some(current))?;
+        if t.subresource == Some(Subresource::Status) {
+            slipway_admission::validate_status_update(info, &new, current)?;
+        } else {
+            slipway_admission::validate(info, &new, Some(current))?;
+        }
         if same_content(&new, current) && !applied {
             return Ok((current.clone(), None));
         }

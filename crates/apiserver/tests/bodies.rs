@@ -112,3 +112,70 @@ proptest! {
         prop_assert!(rest.store().revision() >= before);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Arbitrary Binding bodies never panic; a refused one changes nothing.
+    #[test]
+    fn arbitrary_bindings_never_panic_or_half_write(body in arb_json()) {
+        let rest = seeded();
+        let pods = resources::lookup("", "v1", "pods").unwrap();
+        let create = ResourceTarget { info: pods, namespace: Some("default".into()), name: None, subresource: None };
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}});
+        rest.create(&create, &Query::default(), pod, "test").expect("pod");
+        let t = ResourceTarget { name: Some("p".into()), subresource: Some(slipway_core::Subresource::Binding), ..create };
+        let before = rest.store().revision();
+        match rest.bind(&t, &Query::default(), body) {
+            Ok(bound) => prop_assert!(bound["spec"]["nodeName"].is_string()),
+            Err(e) => {
+                prop_assert!(e.code >= 400, "{e:?}");
+                prop_assert_eq!(rest.store().revision(), before);
+            }
+        }
+    }
+}
+
+/// A status write carries the whole object. The parts it cannot change are decoded only
+/// when they differ from the stored ones, with the outcome decoding them would have.
+#[test]
+fn status_writes_decode_what_differs_from_the_stored_object() {
+    let rest = seeded();
+    let info = resources::lookup("apps", "v1", "deployments").unwrap();
+    let t = ResourceTarget {
+        info,
+        namespace: Some("default".into()),
+        name: Some("web".into()),
+        subresource: Some(slipway_core::Subresource::Status),
+    };
+    let q = Query::default();
+    let stored = rest.get(&t).expect("seeded");
+    let mut body = (*stored).clone();
+    body["status"] = json!({"replicas": 2, "observedGeneration": 1});
+    let w = rest.update(&t, &q, body, "test").expect("status write");
+    assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+    let after = rest.get(&t).expect("still there");
+    assert_eq!(after["status"]["replicas"], 2);
+    assert_eq!(
+        after["spec"], stored["spec"],
+        "a status write keeps the spec"
+    );
+
+    // A spec that differs is decoded: its unknown fields warn, its type errors fail.
+    let mut odd = (*after).clone();
+    odd["spec"]["bogus"] = json!(1);
+    odd["status"]["replicas"] = json!(1);
+    let w = rest.update(&t, &q, odd, "test").expect("status write");
+    assert_eq!(w.warnings, vec!["unknown field \"spec.bogus\"".to_string()]);
+    let after = rest.get(&t).expect("still there");
+    assert_eq!(after["status"]["replicas"], 1);
+    assert_eq!(after["spec"], stored["spec"]);
+    let mut wrong = (*after).clone();
+    wrong["spec"]["replicas"] = json!("two");
+    let e = rest
+        .update(&t, &q, wrong, "test")
+        .expect_err("a type error");
+    assert_eq!(e.code, 400, "{e:?}");
+    assert_eq!(rest.get(&t).expect("still there"), after);
+}

@@ -16,7 +16,7 @@ mod remote;
 pub use events::{EventWriter, PendingEvent, write_event};
 pub use informer::{Informer, InformerEvent};
 pub use queue::WorkQueue;
-pub use remote::{RemoteClient, RemoteError};
+pub use remote::{RemoteClient, RemoteError, binding_body};
 
 use serde_json::Value;
 use slipway_core::{ApiError, ResourceInfo};
@@ -129,6 +129,17 @@ pub trait Client: Clone + Send + Sync + 'static {
         name: &str,
         params: DeleteParams,
     ) -> impl Future<Output = Result<Option<Value>, ApiError>> + Send;
+
+    /// Binds the pod `namespace/name` to `node` (POST `pods/<name>/binding`), as a scheduler
+    /// does; `uid` is a precondition. The bound pod arrives on the watch. 409 when the pod
+    /// is already bound or is being deleted.
+    fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// The last `tail_lines` lines of the log of `container` in the pod `namespace/pod`
     /// (`pods/log` with `tailLines`), each ending in a newline. Empty when the runtime keeps

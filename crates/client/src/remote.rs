@@ -562,6 +562,24 @@ impl Client for RemoteClient {
         Ok(deletion_outcome(status, obj))
     }
 
+    async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<(), ApiError> {
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}/binding",
+            encode_component(namespace),
+            encode_component(name)
+        );
+        let binding = binding_body(namespace, name, uid, node);
+        self.write(Method::POST, &path, "application/json", &binding)
+            .await
+            .map(|_| ())
+    }
+
     async fn pod_log(
         &self,
         namespace: &str,
@@ -582,6 +600,16 @@ impl Client for RemoteClient {
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
+}
+
+/// The `Binding` of the pod `namespace/name` (of `uid`, when not empty) to `node`.
+pub fn binding_body(namespace: &str, name: &str, uid: &str, node: &str) -> Value {
+    let mut metadata = json!({"name": name, "namespace": namespace});
+    if !uid.is_empty() {
+        metadata["uid"] = json!(uid);
+    }
+    json!({"apiVersion": "v1", "kind": "Binding", "metadata": metadata,
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
 }
 
 /// The `Content-Type` of a patch.

@@ -19,6 +19,8 @@ pub enum Subresource {
     Attach,
     /// `portforward` to a pod (WebSocket/SPDY upgrade).
     PortForward,
+    /// `binding` of a pod: a scheduler's `Binding` (POST) assigns it to a node.
+    Binding,
 }
 
 impl Subresource {
@@ -31,6 +33,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::Binding => "binding",
         }
     }
 
@@ -43,6 +46,7 @@ impl Subresource {
             Subresource::Exec,
             Subresource::Attach,
             Subresource::PortForward,
+            Subresource::Binding,
         ]
         .into_iter()
         .find(|s| s.name() == segment)
@@ -171,6 +175,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: ALL,
         subresources: &[
             Subresource::Status,
+            Subresource::Binding,
             Subresource::Log,
             Subresource::Exec,
             Subresource::Attach,

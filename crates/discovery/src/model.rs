@@ -57,17 +57,20 @@ pub fn verbs(info: &ResourceInfo) -> &'static [&'static str] {
 }
 
 /// The verbs of a subresource: `get`/`patch`/`update` for status and scale, `get` for log,
-/// `create`/`get` for the connect subresources (exec, attach, portforward).
+/// `create` for binding, `create`/`get` for the connect subresources (exec, attach,
+/// portforward).
 pub fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Log => &["get"],
+        Subresource::Binding => &["create"],
         Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
     }
 }
 
 /// The kind a subresource answers with: the resource's own kind for status and log,
-/// `autoscaling/v1` `Scale` for scale, and the `<Kind>ExecOptions`-style option kinds of the
+/// `autoscaling/v1` `Scale` for scale, `Binding` (in the resource's group version) for binding,
+/// and the `<Kind>ExecOptions`-style option kinds of the
 /// connect subresources (in the resource's group version).
 pub fn subresource_kind(info: &ResourceInfo, sub: Subresource) -> Gvk {
     let own = |kind: String| Gvk {
@@ -82,6 +85,7 @@ pub fn subresource_kind(info: &ResourceInfo, sub: Subresource) -> Gvk {
             version: "v1".into(),
             kind: "Scale".into(),
         },
+        Subresource::Binding => own("Binding".to_string()),
         Subresource::Exec => own(format!("{}ExecOptions", info.kind)),
         Subresource::Attach => own(format!("{}AttachOptions", info.kind)),
         Subresource::PortForward => own(format!("{}PortForwardOptions", info.kind)),

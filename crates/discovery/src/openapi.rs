@@ -600,6 +600,24 @@ impl DocumentBuilder {
                     ),
                 ]
             }
+            Subresource::Binding => {
+                let binding = self.schema_for(&kind_gvk, "A Binding object.");
+                let created = ok_response(binding.clone());
+                vec![(
+                    "post",
+                    Operation {
+                        params: write_params(),
+                        request: Some(json!({"required": true,
+                            "content": {"application/json": {"schema": binding}}})),
+                        responses: json!({"200": created, "201": created, "202": created}),
+                        ..base(
+                            format!("create{gv}{scoped}{kind}{suffix}"),
+                            "post",
+                            format!("Create the binding of the specified {kind}."),
+                        )
+                    },
+                )]
+            }
             Subresource::Log => vec![(
                 "get",
                 Operation {

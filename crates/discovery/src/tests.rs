@@ -149,6 +149,12 @@ fn aggregated_entries_match_kubectl_expectations() {
         .find(|s| s["subresource"] == "portforward")
         .unwrap();
     assert_eq!(pf["responseKind"]["kind"], "PodPortForwardOptions");
+    let binding = subs.iter().find(|s| s["subresource"] == "binding").unwrap();
+    assert_eq!(binding["verbs"], json!(["create"]));
+    assert_eq!(
+        binding["responseKind"],
+        json!({"group": "", "version": "v1", "kind": "Binding"})
+    );
 
     let ns = find_resource(&core, "", "v1", "namespaces");
     assert_eq!(ns["scope"], "Cluster");

@@ -547,6 +547,16 @@ impl Client for ReloadingClient {
         self.client().delete(info, namespace, name, params).await
     }
 
+    async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<(), ApiError> {
+        self.client().bind(namespace, name, uid, node).await
+    }
+
     async fn pod_log(
         &self,
         namespace: &str,

@@ -831,3 +831,129 @@ fn restart_keeps_objects_and_revisions_increase() {
         "revision {rv} must exceed {before} after a restart"
     );
 }
+
+/// A pod that names another scheduler waits unbound. A `Binding` posted to its
+/// `pods/<name>/binding` assigns it to the node as on a cluster (node name, the Binding's
+/// annotations, `PodScheduled`, no managed-fields entry), and the node then runs it. Bad
+/// Bindings and a second binding get Kubernetes' errors and change nothing.
+#[test]
+fn a_binding_assigns_a_waiting_pod_to_the_node() {
+    let s = Server::start_with(&["--runtime", "simulated"]);
+    s.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: held\nspec:\n  schedulerName: my-scheduler\n  containers:\n  - name: app\n    image: example/app:1\n",
+    );
+    let unbound = s.get_json(&["pod", "held"]);
+    assert!(unbound["spec"].get("nodeName").is_none(), "{unbound}");
+    let binding_path = "/api/v1/namespaces/default/pods/held/binding";
+    let post = |name: &str, body: Value| {
+        let file = write_file(s.dir.path(), name, &body.to_string());
+        s.kubectl(&[
+            "create",
+            "--raw",
+            binding_path,
+            "-f",
+            &file.to_string_lossy(),
+        ])
+    };
+    let binding = |pod: &str, target: Value| {
+        json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": pod, "annotations": {"example.com/placed-by": "my-scheduler"}},
+            "target": target})
+    };
+
+    let wrong_kind = post(
+        "wrong-kind.json",
+        binding("held", json!({"kind": "Pod", "name": "slipway"})),
+    );
+    assert_ne!(wrong_kind.code, 0);
+    assert!(
+        wrong_kind.stderr.contains(
+            r#"target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>""#
+        ),
+        "{}",
+        wrong_kind.stderr
+    );
+    let no_target = post("no-target.json", binding("held", json!({})));
+    assert!(
+        no_target.stderr.contains("target.name: Required value"),
+        "{}",
+        no_target.stderr
+    );
+    let other_name = post(
+        "other-name.json",
+        binding("other", json!({"kind": "Node", "name": "slipway"})),
+    );
+    assert!(
+        other_name
+            .stderr
+            .contains("name in URL does not match name in Binding object"),
+        "{}",
+        other_name.stderr
+    );
+    let missing = s.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/nowhere/binding",
+        "-f",
+        &write_file(
+            s.dir.path(),
+            "nowhere.json",
+            &binding("nowhere", json!({"name": "slipway"})).to_string(),
+        )
+        .to_string_lossy(),
+    ]);
+    assert!(
+        missing.stderr.contains(r#"pods "nowhere" not found"#),
+        "{}",
+        missing.stderr
+    );
+    let still = s.get_json(&["pod", "held"]);
+    assert_eq!(
+        still["metadata"]["resourceVersion"], unbound["metadata"]["resourceVersion"],
+        "refused bindings change nothing"
+    );
+
+    let bound = post(
+        "binding.json",
+        binding("held", json!({"kind": "Node", "name": "slipway"})),
+    );
+    assert_eq!(bound.code, 0, "{}", bound.stderr);
+    let status: Value = serde_json::from_str(&bound.stdout).expect("a Status");
+    assert_eq!(
+        (&status["kind"], &status["status"], &status["code"]),
+        (&json!("Status"), &json!("Success"), &json!(201))
+    );
+    let pod = s.get_json(&["pod", "held"]);
+    assert_eq!(pod["spec"]["nodeName"], "slipway", "{pod}");
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/placed-by"],
+        "my-scheduler"
+    );
+    let scheduled = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+        .unwrap_or_else(|| panic!("no PodScheduled condition: {pod}"));
+    assert_eq!(scheduled["status"], "True");
+    let managed = pod["metadata"]["managedFields"].to_string();
+    assert!(
+        !managed.contains("f:nodeName"),
+        "a binding records no managed fields: {managed}"
+    );
+
+    let again = post(
+        "again.json",
+        binding("held", json!({"kind": "Node", "name": "slipway"})),
+    );
+    assert!(
+        again.stderr.contains(
+            r#"Operation cannot be fulfilled on pods/binding "held": pod held is already assigned to node "slipway""#
+        ),
+        "{}",
+        again.stderr
+    );
+    // The node runs what was bound to it.
+    eventually(Duration::from_secs(20), "the bound pod to run", || {
+        let pod = s.get_json(&["pod", "held"]);
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+}

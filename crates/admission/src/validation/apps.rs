@@ -336,7 +336,7 @@ fn counters(
     }
 }
 
-fn deployment_status(s: &DeploymentStatus, errs: &mut Errors) {
+pub(super) fn deployment_status(s: &DeploymentStatus, errs: &mut Errors) {
     let g = |v: Option<i32>| v.map(i64::from);
     let replicas = i64::from(s.replicas.unwrap_or(0));
     let updated = i64::from(s.updated_replicas.unwrap_or(0));
@@ -366,7 +366,7 @@ fn deployment_status(s: &DeploymentStatus, errs: &mut Errors) {
     );
 }
 
-fn replica_set_status(s: &ReplicaSetStatus, errs: &mut Errors) {
+pub(super) fn replica_set_status(s: &ReplicaSetStatus, errs: &mut Errors) {
     let g = |v: Option<i32>| v.map(i64::from);
     let replicas = i64::from(s.replicas);
     let ready = i64::from(s.ready_replicas.unwrap_or(0));

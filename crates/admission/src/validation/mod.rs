@@ -287,6 +287,67 @@ pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result
     }
 }
 
+/// What a write to the `status` subresource is validated on: the metadata and the status.
+/// The rest of the object is the stored one (the status strategies keep it), so it is not
+/// even parsed.
+#[derive(serde::Deserialize)]
+struct StatusWrite<S> {
+    #[serde(default)]
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    status: Option<S>,
+}
+
+/// See [`crate::validate_status_update`].
+pub fn validate_status_update(
+    info: &ResourceInfo,
+    new: &Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    use k8s_openapi::api::apps::v1::{DeploymentStatus, ReplicaSetStatus};
+    /// The metadata update checks, then the kind's status checks.
+    fn check<S>(
+        new: &StatusWrite<S>,
+        old: Option<&StatusWrite<S>>,
+        status: impl Fn(&S, &mut Errors),
+    ) -> Errors {
+        let mut errs = Errors::new();
+        if let Some(old) = old {
+            meta::object_meta_update(
+                &new.metadata,
+                &old.metadata,
+                &Path::new("metadata"),
+                &mut errs,
+            );
+        }
+        if let Some(s) = &new.status {
+            status(s, &mut errs);
+        }
+        errs
+    }
+    let errs = match info.kind {
+        "Deployment" => run::<StatusWrite<DeploymentStatus>>(info, new, Some(old), |n, o| {
+            check(n, o, apps::deployment_status)
+        })?,
+        "ReplicaSet" => run::<StatusWrite<ReplicaSetStatus>>(info, new, Some(old), |n, o| {
+            check(n, o, apps::replica_set_status)
+        })?,
+        // The other kinds' status strategies check the metadata only (here: their status
+        // has no checks of its own yet).
+        _ => run::<StatusWrite<serde::de::IgnoredAny>>(info, new, Some(old), |n, o| {
+            check(n, o, |_, _| {})
+        })?,
+    };
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            info,
+            slipway_core::meta::name(new),
+            &errs,
+        ))
+    }
+}
+
 /// Whether the object carries `spec.selector`. The typed form cannot tell a missing selector
 /// from an empty one, and Kubernetes reports them differently.
 fn has_selector(obj: &Value) -> bool {

@@ -38,8 +38,8 @@ pub use layout::{Layout, PodFiles};
 use crate::{IpPool, NODE_NAME};
 use events::PodEvent;
 use parking_lot::Mutex;
-use serde_json::{Value, json};
-use slipway_client::{Client, Informer, PatchType, WorkQueue, split_key};
+use serde_json::Value;
+use slipway_client::{Client, Informer, WorkQueue, split_key};
 use slipway_core::{ApiError, meta, resources};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -268,15 +268,21 @@ async fn reconcile<C: Client>(
     if node.is_empty() {
         if meta::deletion_timestamp(&pod).is_none() && crate::scheduled_by_us(&pod) {
             let (namespace, name) = split_key(key);
-            ctx.client
-                .patch(
-                    pods.resource(),
-                    namespace,
+            match ctx
+                .client
+                .bind(
+                    namespace.unwrap_or_default(),
                     name,
-                    PatchType::Merge,
-                    json!({"spec": {"nodeName": NODE_NAME}}),
+                    meta::uid(&pod),
+                    NODE_NAME,
                 )
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                // Bound or deleted meanwhile: the watch brings the news.
+                Err(e) if e.code == 404 || e.code == 409 => return Ok(()),
+                Err(e) => return Err(e),
+            }
             let message = format!(
                 "Successfully assigned {}/{} to {NODE_NAME}",
                 meta::namespace(&pod),

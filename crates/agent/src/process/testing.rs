@@ -108,6 +108,16 @@ impl Client for FakeClient {
         Ok(None)
     }
 
+    async fn bind(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _uid: &str,
+        _node: &str,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     async fn pod_log(
         &self,
         _namespace: &str,

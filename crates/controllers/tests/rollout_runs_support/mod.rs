@@ -232,6 +232,25 @@ impl Client for FakeClient {
         }
     }
 
+    async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        _uid: &str,
+        node: &str,
+    ) -> Result<(), ApiError> {
+        let pods = slipway_core::resources::lookup("", "v1", "pods").expect("pods");
+        let mut objects = self.objects.lock();
+        let pod = objects
+            .get_mut(&key(pods, Some(namespace), name))
+            .ok_or_else(|| ApiError::not_found(pods, name))?;
+        if pod.pointer("/spec/nodeName").is_some_and(|n| n != "") {
+            return Err(ApiError::conflict(pods, name));
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        Ok(())
+    }
+
     async fn pod_log(
         &self,
         namespace: &str,
