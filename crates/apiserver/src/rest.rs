@@ -1129,10 +1129,6 @@ impl Rest {
                     Err(e) => Err(store_error(info, &name, e)),
                 };
             }
-            let whole = self.get(t)?;
-            if parse_rv(meta::resource_version(&whole))? != expected {
-                continue;
-            }
             if already_deleting {
                 // A second delete can only shorten the grace period.
                 let current_grace = current
@@ -1140,14 +1136,16 @@ impl Rest {
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
                 if grace >= current_grace {
+                    let whole = self.get(t)?;
+                    if parse_rv(meta::resource_version(&whole))? != expected {
+                        continue;
+                    }
                     return Ok(Deleted::Pending(Written::whole(whole)));
                 }
             }
             let deadline = self.now() + chrono::Duration::seconds(grace);
-            // Read for this call alone, so usually not copied.
-            let mut new = Arc::try_unwrap(whole).unwrap_or_else(|shared| (*shared).clone());
-            {
-                let m = meta::metadata_mut(&mut new);
+            let mark_deleted = |obj: &mut Value| {
+                let m = meta::metadata_mut(obj);
                 m.insert("deletionTimestamp".into(), json!(timestamp(deadline)));
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if !finalizers.is_empty() {
@@ -1159,18 +1157,24 @@ impl Rest {
                         m.insert("generation".into(), json!(g + 1));
                     }
                 }
-            }
-            if info.kind == "Namespace"
-                && let Some(status) = meta::object_mut(&mut new)
-                    .get_mut("status")
-                    .and_then(Value::as_object_mut)
-            {
-                status.insert("phase".into(), json!("Terminating"));
-            }
+                if info.kind == "Namespace"
+                    && let Some(status) = meta::object_mut(obj)
+                        .get_mut("status")
+                        .and_then(Value::as_object_mut)
+                {
+                    status.insert("phase".into(), json!("Terminating"));
+                }
+            };
             if opts.dry_run {
-                return Ok(Deleted::Pending(Written::whole(Arc::new(new))));
+                let mut whole = (*self.get(t)?).clone();
+                mark_deleted(&mut whole);
+                return Ok(Deleted::Pending(Written::whole(Arc::new(whole))));
             }
-            match self.store.update_json(&k, new, expected) {
+            // The managed fields do not change: the lean object is written, and the store
+            // keeps them.
+            let mut new = (*current).clone();
+            mark_deleted(&mut new);
+            match self.store.update_lean_json(&k, new, expected) {
                 Ok((lean, json)) => {
                     return Ok(Deleted::Pending(Written {
                         code: 200,

@@ -939,6 +939,11 @@ fn a_binding_assigns_a_waiting_pod_to_the_node() {
         !managed.contains("f:nodeName"),
         "a binding records no managed fields: {managed}"
     );
+    assert_eq!(
+        pod["metadata"]["managedFields"],
+        unbound["metadata"]["managedFields"],
+        "and keeps those recorded"
+    );
 
     let again = post(
         "again.json",

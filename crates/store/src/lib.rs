@@ -503,6 +503,25 @@ impl Store {
         )
     }
 
+    /// [`Store::update_json`] for a change that leaves `metadata.managedFields` alone: `obj`
+    /// is lean (any `managedFields` in it are ignored) and the stored ones are kept, at
+    /// their place. Saves the caller reading the whole object and the store encoding it.
+    pub fn update_lean_json(
+        &self,
+        key: &Key,
+        obj: Value,
+        expected: Option<u64>,
+    ) -> Result<WithJson, StoreError> {
+        require_object(&obj)?;
+        self.submit(
+            key,
+            Op::UpdateLean {
+                object: obj,
+                expected,
+            },
+        )
+    }
+
     /// Removes the object at `key` (with the same `expected` precondition as `update`).
     /// Returns the removed object with `resourceVersion` set to the deletion revision.
     pub fn delete(&self, key: &Key, expected: Option<u64>) -> Result<Arc<Value>, StoreError> {

@@ -18,6 +18,39 @@ pub(crate) fn resource_version(json: &str) -> Result<Option<Range<usize>>, ()> {
     Ok(metadata_field(json, b"resourceVersion")?.map(|(_, range)| range))
 }
 
+/// Where a new key at `position` among the metadata's keys goes in `json`: the byte offset of
+/// the key now at that position, or of the metadata's closing brace when it has no more
+/// keys (then also whether it has any key). `Ok(None)`: the text has no metadata object.
+pub(crate) fn metadata_insertion_point(
+    json: &str,
+    position: usize,
+) -> Result<Option<(usize, Option<bool>)>, ()> {
+    let b = json.as_bytes();
+    let Some((_, metadata)) = find_key(b, skip_ws(b, 0), b"metadata")? else {
+        return Ok(None);
+    };
+    let mut i = metadata.start;
+    if b.get(i) != Some(&b'{') {
+        return Ok(None);
+    }
+    i += 1;
+    let mut index = 0;
+    loop {
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b'}') => return Ok(Some((i, Some(index > 0)))),
+            Some(b',') => i = skip_ws(b, i + 1),
+            _ => {}
+        }
+        if index == position {
+            return Ok(Some((i, None)));
+        }
+        let (_, after_key) = key_at(b, i)?;
+        i = skip_value(b, colon_after(b, after_key)?)?;
+        index += 1;
+    }
+}
+
 /// The position among the metadata's keys and the byte range of the value of `metadata.<field>`.
 fn metadata_field(json: &str, field: &[u8]) -> Result<Option<(usize, Range<usize>)>, ()> {
     let b = json.as_bytes();
@@ -193,6 +226,24 @@ mod tests {
         }
         assert_eq!(resource_version(r#"{"metadata": {"name": "a"}}"#), Ok(None));
         assert_eq!(resource_version(r#"{"kind": "X"}"#), Ok(None));
+    }
+
+    #[test]
+    fn insertion_points_are_before_the_key_at_a_position_or_at_the_end() {
+        let text = r#"{"kind":"X","metadata":{"name":"a","uid":{"x":"}"}},"data":{}}"#;
+        let at = |p| metadata_insertion_point(text, p).expect("scans");
+        assert_eq!(at(0), Some((text.find(r#""name""#).unwrap(), None)));
+        assert_eq!(at(1), Some((text.find(r#""uid""#).unwrap(), None)));
+        let end = text.find(r#"},"data""#).unwrap();
+        assert_eq!(at(2), Some((end, Some(true))));
+        assert_eq!(at(7), Some((end, Some(true))));
+        let empty = r#"{"metadata":{}}"#;
+        assert_eq!(
+            metadata_insertion_point(empty, 0),
+            Ok(Some((13, Some(false))))
+        );
+        assert_eq!(metadata_insertion_point(r#"{"kind":"X"}"#, 0), Ok(None));
+        assert!(metadata_insertion_point(r#"{"metadata":{"a\"b":1}}"#, 1).is_err());
     }
 
     #[test]

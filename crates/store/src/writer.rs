@@ -10,7 +10,7 @@ use crate::sql::{self, RowChange};
 use crate::{Event, EventType, Key, Shared, StoreError, WithJson};
 use parking_lot::Mutex;
 use rusqlite::Connection;
-use serde_json::Value;
+use serde_json::{Value, json};
 use slipway_core::meta;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,6 +28,11 @@ pub(crate) enum Op {
     Create(Value),
     /// Replace, with an optional expected revision.
     Update {
+        object: Value,
+        expected: Option<u64>,
+    },
+    /// Replace with a lean object that keeps the stored `managedFields`.
+    UpdateLean {
         object: Value,
         expected: Option<u64>,
     },
@@ -212,7 +217,42 @@ impl Staged<'_> {
                 set_resource_version(&mut object, revision);
                 (EventType::Added, object, None, None)
             }
-            (Op::Update { .. } | Op::Delete { .. }, None) => return Err(StoreError::NotFound),
+            (Op::Update { .. } | Op::UpdateLean { .. } | Op::Delete { .. }, None) => {
+                return Err(StoreError::NotFound);
+            }
+            (
+                Op::UpdateLean {
+                    mut object,
+                    expected,
+                },
+                Some(current),
+            ) => {
+                Self::check_expected(&current, expected)?;
+                crate::make_lean(&mut object);
+                let current_lean = current.lean();
+                meta::set_metadata_field(
+                    &mut object,
+                    "resourceVersion",
+                    json!(meta::resource_version(&current_lean)),
+                );
+                if object == *current_lean {
+                    return Ok(Decision::Unchanged((current_lean, current.json)));
+                }
+                set_resource_version(&mut object, revision);
+                // The text of the whole object: the lean one's, with the stored
+                // `managedFields` put back at their place (as `index::whole_from` does).
+                let lean_json = encode(&object, current.json.len())?;
+                let json = with_managed_fields_of(&lean_json, &current.json)
+                    .map_or_else(|| whole_text(&object, &current.json), Ok)?;
+                return Ok(self.accept(
+                    key,
+                    EventType::Modified,
+                    object,
+                    json,
+                    Some(current_lean),
+                    Some(current.json),
+                ));
+            }
             (
                 Op::Update {
                     mut object,
@@ -305,6 +345,50 @@ impl Staged<'_> {
         self.changed.insert(key.clone(), staged);
         Decision::Write(event)
     }
+}
+
+/// `lean_json` (a lean object's text) with the `managedFields` of `stored_json` (the text of
+/// the object it replaces) spliced into its metadata at their position there. `None` when a
+/// text is not what the scanner reads; `Some(lean_json)` when the stored object has none.
+fn with_managed_fields_of(lean_json: &str, stored_json: &str) -> Option<Arc<str>> {
+    let Some((position, span)) = crate::scan::managed_fields(stored_json).ok()? else {
+        return Some(Arc::from(lean_json));
+    };
+    let (at, end) = crate::scan::metadata_insertion_point(lean_json, position).ok()??;
+    let entry = format!("\"{}\":{}", crate::MANAGED_FIELDS, &stored_json[span]);
+    let mut text = String::with_capacity(lean_json.len() + entry.len() + 1);
+    text.push_str(&lean_json[..at]);
+    match end {
+        None => {
+            text.push_str(&entry);
+            text.push(',');
+        }
+        Some(true) => {
+            text.push(',');
+            text.push_str(&entry);
+        }
+        Some(false) => text.push_str(&entry),
+    }
+    text.push_str(&lean_json[at..]);
+    Some(Arc::from(text))
+}
+
+/// The whole text of `lean` with the `managedFields` of `stored_json`, rebuilt as a tree
+/// (for texts the scanner does not read).
+fn whole_text(lean: &Value, stored_json: &str) -> Result<Arc<str>, StoreError> {
+    let stored = crate::index::parse(stored_json);
+    let mut whole = lean.clone();
+    if let Some(stored_meta) = stored.get("metadata").and_then(Value::as_object)
+        && let Some(position) = stored_meta.keys().position(|k| k == crate::MANAGED_FIELDS)
+        && let Some(metadata) = whole.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        metadata.shift_insert(
+            position.min(metadata.len()),
+            crate::MANAGED_FIELDS.to_string(),
+            stored_meta[crate::MANAGED_FIELDS].clone(),
+        );
+    }
+    encode(&whole, stored_json.len())
 }
 
 /// `json` (an object's text) with the value of `metadata.resourceVersion` replaced by

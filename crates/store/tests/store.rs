@@ -952,3 +952,87 @@ fn text_only_prefixes_serve_the_same_objects() {
     assert_eq!(store.get_lean(&cm).expect("configmap")["data"]["v"], "1");
     assert!(store.list_text("core/events", Some("other")).is_empty());
 }
+
+/// `whole` with `managed` put back at `position` among its metadata's keys (clamped), as the
+/// store rebuilds whole objects.
+fn with_managed_at(mut lean: Value, position: usize, managed: &Value) -> Value {
+    let metadata = lean["metadata"].as_object_mut().expect("metadata");
+    let at = position.min(metadata.len());
+    metadata.shift_insert(at, "managedFields".into(), managed.clone());
+    lean
+}
+
+proptest! {
+    /// A lean update keeps the stored managedFields at their place: the same text, object
+    /// and event as a whole update with them put back.
+    #[test]
+    fn lean_updates_keep_the_stored_managed_fields_in_place(
+        labels in prop::collection::btree_map("[a-z]{1,4}", "[a-z\"\\\\]{0,4}", 0..3),
+        extra in prop::collection::vec(("[a-z]{1,6}", "[a-z0-9 ]{0,6}"), 0..3),
+        at in 0usize..4,
+        value in "[a-z]{0,5}",
+        escaped_key in any::<bool>(),
+    ) {
+        let k = key("core/configmaps", "ns", "a");
+        let managed = json!([{"manager": "m", "operation": "Update", "fieldsV1": {"f:data": {}}}]);
+        let mut lean = json!({"kind": "ConfigMap", "metadata": {"name": "a", "labels": labels}, "data": {"v": "0"}});
+        if escaped_key {
+            // A metadata key the scanner does not read: the tree is rebuilt instead.
+            lean["metadata"]["x\"y"] = json!("c");
+        }
+        let whole = with_managed_at(lean.clone(), at, &managed);
+        let (by_lean, by_whole) = (Store::in_memory().expect("open"), Store::in_memory().expect("open"));
+        by_lean.create(&k, whole.clone()).expect("create");
+        by_whole.create(&k, whole).expect("create");
+        // The same change to the stored object, lean and whole (as a caller reading it would).
+        let change = |mut obj: Value| {
+            obj["data"]["v"] = json!(value);
+            for (field, text) in &extra {
+                if field != "managedFields" {
+                    obj["metadata"][field] = json!(text);
+                }
+            }
+            obj
+        };
+        let changed_lean = change((*by_lean.get_lean(&k).expect("stored")).clone());
+        let changed_whole = change((*by_whole.get(&k).expect("stored")).clone());
+        let mut live = by_lean.watch(None, None, 1).expect("watch");
+        let (lean_obj, lean_json) = by_lean.update_lean_json(&k, changed_lean, Some(1)).expect("lean update");
+        let (whole_obj, whole_json) = by_whole
+            .update_json(&k, changed_whole, Some(1))
+            .expect("whole update");
+        prop_assert_eq!(&*lean_json, &*whole_json);
+        prop_assert_eq!(&lean_obj, &whole_obj);
+        prop_assert_eq!(by_lean.get(&k), by_whole.get(&k));
+        let events = drain(&mut live);
+        prop_assert_eq!(events.len(), usize::from(by_lean.revision() == 2));
+        if let Some(e) = events.first() {
+            prop_assert_eq!(&*e.json, &*lean_json);
+            prop_assert!(e.object["metadata"].get("managedFields").is_none());
+        }
+    }
+}
+
+#[test]
+fn lean_updates_that_change_nothing_write_nothing() {
+    let store = Store::in_memory().expect("open");
+    let k = key("core/configmaps", "ns", "a");
+    let whole = with_managed_fields("a", "1", "m1");
+    store.create(&k, whole.clone()).expect("create");
+    let (same, _) = store
+        .update_lean_json(&k, slipway_store::lean(&whole), Some(1))
+        .expect("no-op");
+    assert_eq!(rv(&same), 1);
+    assert_eq!(store.revision(), 1);
+    assert_eq!(
+        store.update_lean_json(&k, whole, Some(7)).err(),
+        Some(StoreError::Conflict { current: 1 })
+    );
+    let gone = key("core/configmaps", "ns", "gone");
+    assert_eq!(
+        store
+            .update_lean_json(&gone, json!({"metadata": {}}), None)
+            .err(),
+        Some(StoreError::NotFound)
+    );
+}

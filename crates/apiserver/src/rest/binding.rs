@@ -141,7 +141,8 @@ impl Rest {
     /// POST of a pod's `binding`: assigns the pod to the Binding's target node. The
     /// Binding's `metadata.uid` and `resourceVersion`, when set, are preconditions on the
     /// pod. Refused (409 on `pods/binding`) when the pod is being deleted, is already
-    /// assigned, or has scheduling gates. Returns the pod as stored.
+    /// assigned, or has scheduling gates. Returns the pod as stored, lean (without
+    /// `metadata.managedFields`).
     pub fn bind(&self, t: &ResourceTarget, q: &Query, body: Value) -> Result<Arc<Value>, ApiError> {
         let info = t.info;
         let name = t.name.clone().unwrap_or_default();
@@ -151,7 +152,9 @@ impl Rest {
         let wanted_rv = binding.metadata.resource_version.filter(|r| !r.is_empty());
         let k = key(info, t.namespace.as_deref(), &name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let current = self.get(t)?;
+            // The managed fields do not change: the lean object is changed and written, and
+            // the store keeps them.
+            let current = self.get_lean(t)?;
             if let Some(uid) = &wanted_uid
                 && uid != meta::uid(&current)
             {
@@ -206,7 +209,7 @@ impl Rest {
                 ));
             }
             let expected = parse_rv(meta::resource_version(&current))?;
-            let mut pod = Arc::try_unwrap(current).unwrap_or_else(|shared| (*shared).clone());
+            let mut pod = (*current).clone();
             if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("nodeName".into(), json!(node));
             }
@@ -229,7 +232,7 @@ impl Rest {
             if q.dry_run {
                 return Ok(Arc::new(pod));
             }
-            match self.store.update_json(&k, pod, expected) {
+            match self.store.update_lean_json(&k, pod, expected) {
                 Ok((stored, _)) => return Ok(stored),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound) => return Err(ApiError::not_found(info, &name)),
