@@ -40,6 +40,11 @@ pub(crate) fn configure(
     busy_timeout: Duration,
 ) -> Result<(), StoreError> {
     if !in_memory {
+        // 16 KiB pages (for a new database; an existing one keeps its own): an object of a
+        // few KiB, a pod say, then fits in its B-tree page with no overflow page, so a
+        // commit writes about half the WAL frames. A 100-replica rollout used about 7 % less
+        // CPU than with 4 KiB pages (`slipway-bench controllers --only rollouts`).
+        conn.pragma_update(None, "page_size", 16384)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
