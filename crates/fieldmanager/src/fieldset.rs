@@ -277,6 +277,39 @@ impl FieldSet {
         out
     }
 
+    /// Removes the paths of `other` in place; whether any was in the set. Leaves the same
+    /// paths as [`FieldSet::difference`], without copying what stays.
+    pub fn subtract(&mut self, other: &FieldSet) -> bool {
+        let mut removed = false;
+        if self.member && other.member {
+            self.member = false;
+            removed = true;
+        }
+        for (pe, theirs) in &other.children {
+            if let Some(child) = self.children.get_mut(pe)
+                && child.subtract(theirs)
+            {
+                removed = true;
+                if child.is_empty() {
+                    self.children.remove(pe);
+                }
+            }
+        }
+        removed
+    }
+
+    /// Whether every path of `other` is in the set.
+    pub fn contains_all(&self, other: &FieldSet) -> bool {
+        (!other.member || self.member)
+            && other.children.iter().all(|(pe, theirs)| {
+                theirs.is_empty()
+                    || self
+                        .children
+                        .get(pe)
+                        .is_some_and(|child| child.contains_all(theirs))
+            })
+    }
+
     /// The paths in both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet {

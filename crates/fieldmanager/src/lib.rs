@@ -205,11 +205,18 @@ pub fn record_update(
     let schema = NodeSchema::root(kind);
     let subresource = subresource.unwrap_or("");
     let from_new = managed::decode(new);
-    let mut managers = if subresource.is_empty() && !from_new.is_empty() {
-        from_new
-    } else {
-        old.map(managed::decode).unwrap_or_default()
-    };
+    // Entries read from the stored object keep their `fieldsV1` text unless their fields
+    // change (`None` then): most updates leave most managers' fields alone.
+    let (mut managers, mut fields_v1): (Vec<ManagedEntry>, Vec<Option<&Value>>) =
+        if subresource.is_empty() && !from_new.is_empty() {
+            let none = vec![None; from_new.len()];
+            (from_new, none)
+        } else {
+            old.map(managed::decode_with_fields_v1)
+                .unwrap_or_default()
+                .into_iter()
+                .unzip()
+        };
 
     // Compared as if neither side had `managedFields`; copies are stripped only when that
     // cannot be done in place.
@@ -243,22 +250,31 @@ pub fn record_update(
         subresource: subresource.to_string(),
         fields: changed.clone(),
     };
-    for entry in &mut managers {
-        entry.fields = entry.fields.difference(&removed);
+    for (entry, text) in managers.iter_mut().zip(fields_v1.iter_mut()) {
+        let mut lost = entry.fields.subtract(&removed);
         if !entry.same_identity(&me) {
-            entry.fields = entry.fields.difference(&changed);
+            lost |= entry.fields.subtract(&changed);
+        }
+        if lost {
+            *text = None;
         }
     }
     if !changed.is_empty() {
-        match managers.iter_mut().find(|e| e.same_identity(&me)) {
-            Some(own) => {
-                own.fields.union_in_place(&changed);
-                own.time = me.time;
+        match managers.iter().position(|e| e.same_identity(&me)) {
+            Some(i) => {
+                if !managers[i].fields.contains_all(&changed) {
+                    managers[i].fields.union_in_place(&changed);
+                    fields_v1[i] = None;
+                }
+                managers[i].time = me.time;
             }
-            None => managers.push(me),
+            None => {
+                managers.push(me);
+                fields_v1.push(None);
+            }
         }
     }
-    managed::encode(new, managers);
+    managed::encode_reusing(new, managers.into_iter().zip(fields_v1).collect());
 }
 
 /// The field set of `obj` as an applier setting exactly `obj` would own it (without the

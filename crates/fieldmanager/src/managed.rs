@@ -65,7 +65,9 @@ impl ManagedEntry {
         s
     }
 
-    fn to_json(&self) -> Value {
+    /// The entry as JSON; `fields_v1` is its `fieldsV1` when already known (as decoded, for
+    /// an entry whose fields did not change), else it is encoded from `fields`.
+    fn to_json(&self, fields_v1: Option<&Value>) -> Value {
         let mut map = Map::new();
         map.insert("manager".into(), json!(self.manager));
         map.insert("operation".into(), json!(self.operation));
@@ -74,7 +76,10 @@ impl ManagedEntry {
             map.insert("time".into(), json!(t));
         }
         map.insert("fieldsType".into(), json!("FieldsV1"));
-        map.insert("fieldsV1".into(), self.fields.to_fields_v1());
+        map.insert(
+            "fieldsV1".into(),
+            fields_v1.map_or_else(|| self.fields.to_fields_v1(), Value::clone),
+        );
         if !self.subresource.is_empty() {
             map.insert("subresource".into(), json!(self.subresource));
         }
@@ -92,6 +97,20 @@ pub fn decode(obj: &Value) -> Vec<ManagedEntry> {
         return Vec::new();
     };
     entries.iter().filter_map(decode_entry).collect()
+}
+
+/// [`decode`], with each entry's `fieldsV1` as written, for [`encode_reusing`].
+pub fn decode_with_fields_v1(obj: &Value) -> Vec<(ManagedEntry, Option<&Value>)> {
+    let Some(entries) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| decode_entry(e).map(|decoded| (decoded, e.get("fieldsV1"))))
+        .collect()
 }
 
 fn decode_entry(entry: &Value) -> Option<ManagedEntry> {
@@ -125,9 +144,16 @@ pub fn is_reset_request(obj: &Value) -> bool {
 /// Writes `entries` (dropping empty ones) into `obj`'s `metadata.managedFields`, sorted as
 /// Kubernetes sorts them: appliers first, then by time, manager, API version, subresource.
 /// With no entries left the field is removed.
-pub fn encode(obj: &mut Value, mut entries: Vec<ManagedEntry>) {
-    entries.retain(|e| !e.fields.is_empty());
-    entries.sort_by(|a, b| {
+pub fn encode(obj: &mut Value, entries: Vec<ManagedEntry>) {
+    encode_reusing(obj, entries.into_iter().map(|e| (e, None)).collect());
+}
+
+/// [`encode`], where an entry paired with its `fieldsV1` (as decoded from a stored object,
+/// which this crate wrote: the canonical form) keeps it instead of encoding its fields
+/// again. Pair an entry with `None` whenever its fields changed.
+pub fn encode_reusing(obj: &mut Value, mut entries: Vec<(ManagedEntry, Option<&Value>)>) {
+    entries.retain(|(e, _)| !e.fields.is_empty());
+    entries.sort_by(|(a, _), (b, _)| {
         a.operation
             .cmp(&b.operation)
             .then_with(|| time_key(&a.time).cmp(&time_key(&b.time)))
@@ -147,7 +173,12 @@ pub fn encode(obj: &mut Value, mut entries: Vec<ManagedEntry>) {
     let meta = slipway_core::meta::metadata_mut(obj);
     meta.insert(
         "managedFields".into(),
-        Value::Array(entries.iter().map(ManagedEntry::to_json).collect()),
+        Value::Array(
+            entries
+                .iter()
+                .map(|(e, fields_v1)| e.to_json(*fields_v1))
+                .collect(),
+        ),
     );
 }
 

@@ -195,3 +195,61 @@ proptest! {
         let _ = apply(kind, live.as_ref(), &cfg, "kubectl", force, T1);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// In-place subtraction leaves what the difference has, and says whether it removed
+    /// anything; `contains_all` is "nothing left of the other set".
+    #[test]
+    fn subtract_and_contains_all_agree_with_difference(x in deployment_config(), y in deployment_config()) {
+        let a = object_field_set("Deployment", &x);
+        let b = object_field_set("Deployment", &y);
+        let difference = a.difference(&b);
+        let mut in_place = a.clone();
+        let removed = in_place.subtract(&b);
+        prop_assert_eq!(in_place.paths(), difference.paths());
+        prop_assert_eq!(removed, difference.paths() != a.paths());
+        prop_assert_eq!(a.contains_all(&b), b.difference(&a).is_empty());
+        prop_assert!(a.contains_all(&a) && a.contains_all(&difference));
+    }
+
+    /// Over a history of updates by several managers (main resource and status), every
+    /// recorded entry's `fieldsV1` is exactly its field set encoded afresh: entries that
+    /// keep their text are never stale, and a manager that loses fields loses them in the
+    /// text too.
+    #[test]
+    fn recorded_fields_v1_are_always_the_encoded_sets(
+        steps in prop::collection::vec((deployment_config(), 0usize..3, prop::option::of(0i64..4)), 1..6),
+    ) {
+        let mut current: Option<Value> = None;
+        for (i, (config, who, ready)) in steps.into_iter().enumerate() {
+            let (manager, sub) = [("kubectl-edit", None), ("kube-controller-manager", None), ("kube-controller-manager", Some("status"))][who];
+            let mut new = match (&current, sub) {
+                (Some(c), Some(_)) => {
+                    let mut s = c.clone();
+                    s["status"] = json!({"replicas": ready, "readyReplicas": ready});
+                    s
+                }
+                _ => config,
+            };
+            let time = [T1, T2, T3][i % 3];
+            // The same update with the stored entries sent in the body: they are then
+            // read from the body and all encoded afresh, so no text is reused.
+            let mut fresh = new.clone();
+            if let Some(managed) = current.as_ref().and_then(|c| c.pointer("/metadata/managedFields"))
+                && sub.is_none()
+            {
+                fresh["metadata"]["managedFields"] = managed.clone();
+            }
+            record_update("Deployment", "apps/v1", current.as_ref(), &mut new, manager, sub, time);
+            record_update("Deployment", "apps/v1", current.as_ref(), &mut fresh, manager, sub, time);
+            prop_assert_eq!(&new["metadata"]["managedFields"], &fresh["metadata"]["managedFields"]);
+            for entry in new.pointer("/metadata/managedFields").and_then(Value::as_array).into_iter().flatten() {
+                let fields = FieldSet::from_fields_v1(&entry["fieldsV1"]).unwrap();
+                prop_assert_eq!(&fields.to_fields_v1(), &entry["fieldsV1"]);
+            }
+            current = Some(new);
+        }
+    }
+}

@@ -940,8 +940,7 @@ fn a_binding_assigns_a_waiting_pod_to_the_node() {
         "a binding records no managed fields: {managed}"
     );
     assert_eq!(
-        pod["metadata"]["managedFields"],
-        unbound["metadata"]["managedFields"],
+        pod["metadata"]["managedFields"], unbound["metadata"]["managedFields"],
         "and keeps those recorded"
     );
 
