@@ -1082,30 +1082,13 @@ impl Rest {
             // Decided on the lean object (no copy); the whole one is read only when it is
             // returned or written back.
             let current = self.get_lean(t)?;
-            if let Some(uid) = &opts.precondition_uid
-                && uid != meta::uid(&current)
-            {
-                return Err(ApiError::conflict_because(
-                    info,
-                    &name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::uid(&current)
-                    ),
-                ));
-            }
-            if let Some(rv) = &opts.precondition_resource_version
-                && rv != meta::resource_version(&current)
-            {
-                return Err(ApiError::conflict_because(
-                    info,
-                    &name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta::resource_version(&current)
-                    ),
-                ));
-            }
+            check_preconditions(
+                info,
+                &name,
+                &current,
+                opts.precondition_uid.as_deref(),
+                opts.precondition_resource_version.as_deref(),
+            )?;
             let expected = parse_rv(meta::resource_version(&current))?;
             let k = key(info, t.namespace.as_deref(), &name);
             let mut finalizers = meta::finalizers(&current);
@@ -1376,6 +1359,42 @@ fn check_identity(t: &ResourceTarget, body: &mut Value) -> Result<(), ApiError> 
 }
 
 /// Parses a resourceVersion precondition (`""` = none).
+/// The `uid` and `resourceVersion` preconditions of a delete or a binding against `current`:
+/// 409 `Precondition failed: ...` when one does not hold.
+fn check_preconditions(
+    info: &ResourceInfo,
+    name: &str,
+    current: &Value,
+    uid: Option<&str>,
+    resource_version: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(uid) = uid
+        && uid != meta::uid(current)
+    {
+        return Err(ApiError::conflict_because(
+            info,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta::uid(current)
+            ),
+        ));
+    }
+    if let Some(rv) = resource_version
+        && rv != meta::resource_version(current)
+    {
+        return Err(ApiError::conflict_because(
+            info,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta::resource_version(current)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_rv(rv: &str) -> Result<Option<u64>, ApiError> {
     if rv.is_empty() {
         return Ok(None);

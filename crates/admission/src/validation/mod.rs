@@ -276,14 +276,15 @@ pub fn validate(info: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result
         "Rollout" => run::<slipway_rollout::Rollout>(info, new, old, rollout::rollout)?,
         _ => generic(info, new, old)?,
     };
+    into_result(info, new, &errs)
+}
+
+/// 422 `Invalid` naming `new` with one cause per error, or `Ok` when there is none.
+fn into_result(info: &ResourceInfo, new: &Value, errs: &Errors) -> Result<(), ApiError> {
     if errs.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            info,
-            slipway_core::meta::name(new),
-            &errs,
-        ))
+        Err(ApiError::invalid(info, slipway_core::meta::name(new), errs))
     }
 }
 
@@ -337,15 +338,7 @@ pub fn validate_status_update(
             check(n, o, |_, _| {})
         })?,
     };
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            info,
-            slipway_core::meta::name(new),
-            &errs,
-        ))
-    }
+    into_result(info, new, &errs)
 }
 
 /// Whether the object carries `spec.selector`. The typed form cannot tell a missing selector

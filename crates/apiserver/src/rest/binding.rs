@@ -3,7 +3,7 @@
 //! annotations, the `PodScheduled` condition) without the pod's own update path: no
 //! decoding, validation or managed-fields entry, as on a cluster.
 
-use super::{MAX_UPDATE_ATTEMPTS, Rest, key, parse_rv, store_error};
+use super::{MAX_UPDATE_ATTEMPTS, Rest, check_preconditions, key, parse_rv, store_error};
 use crate::query::Query;
 use crate::target::ResourceTarget;
 use k8s_openapi::api::core::v1::Binding;
@@ -155,30 +155,13 @@ impl Rest {
             // The managed fields do not change: the lean object is changed and written, and
             // the store keeps them.
             let current = self.get_lean(t)?;
-            if let Some(uid) = &wanted_uid
-                && uid != meta::uid(&current)
-            {
-                return Err(ApiError::conflict_because(
-                    info,
-                    &name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::uid(&current)
-                    ),
-                ));
-            }
-            if let Some(rv) = &wanted_rv
-                && rv != meta::resource_version(&current)
-            {
-                return Err(ApiError::conflict_because(
-                    info,
-                    &name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta::resource_version(&current)
-                    ),
-                ));
-            }
+            check_preconditions(
+                info,
+                &name,
+                &current,
+                wanted_uid.as_deref(),
+                wanted_rv.as_deref(),
+            )?;
             if meta::deletion_timestamp(&current).is_some() {
                 return Err(binding_conflict(
                     &name,
